@@ -1,0 +1,151 @@
+"""From validated ratings to the misalignment table the models consume.
+
+Misalignment error of one LLM rating = LLM score − expert reference (mean of the expert ratings of
+the same unit and task), divided by a per-task scale: the SD of the individual expert ratings of
+that task (``expert-sd``, default) or 1 (``raw``, rubric points).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .io import RatingsTable
+from .schema import Problem, ValidationError
+
+ERROR_SCALES = ("expert-sd", "raw")
+NESTING = ("transcript_id", "teacher_id")
+FRAME_COLUMNS = ["unit_id", "transcript_id", "teacher_id", "task", "llm", "family", "prompt",
+                 "replicate", "score", "reference", "error"]
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    cat = pd.Categorical(values, categories=sorted(pd.unique(values)))
+    return cat.codes.astype(np.int32), [str(c) for c in cat.categories]
+
+
+@dataclass
+class MisalignmentData:
+    """One row per LLM rating with its error, as integer codes plus labels (memory-lean)."""
+
+    frame: pd.DataFrame
+    error_scale: str
+    task_scale: dict[str, float]
+    n_experts: int = 0
+    n_expert_ratings: int = 0
+    # Derived in __post_init__.
+    error: np.ndarray = field(init=False, repr=False)
+    llm: np.ndarray = field(init=False, repr=False)
+    prompt: np.ndarray = field(init=False, repr=False)
+    task: np.ndarray = field(init=False, repr=False)
+    cell: np.ndarray = field(init=False, repr=False)
+    labels: dict[str, list[str]] = field(init=False, repr=False)
+    llm_family: np.ndarray | None = field(init=False, repr=False)
+    parents: list[tuple[str, np.ndarray]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        f = self.frame
+        self.error = f["error"].to_numpy(dtype=np.float64)
+        self.labels = {}
+        for dim, col in (("llm", "llm"), ("prompt", "prompt"), ("task", "task")):
+            codes, labs = _codes(f[col])
+            setattr(self, dim, codes)
+            self.labels[dim] = labs
+        has_family = (f["family"] != "").all() and f["family"].nunique() > 1
+        if has_family:
+            fam_of = f.groupby("llm", sort=True)["family"].first()
+            codes, labs = _codes(fam_of)
+            self.labels["family"] = labs
+            self.llm_family = codes
+        else:
+            self.llm_family = None
+        # Cells (unit×task) and the nesting tree above them: unit → transcript → teacher.
+        # ``parents[k]`` maps each node of level k−1 (cells first) to its parent at level k.
+        self.cell, _ = _codes(f["unit_id"] + "\x1f" + f["task"])
+        cells = (f[["unit_id", "task", "transcript_id", "teacher_id"]].assign(_cell=self.cell)
+                 .drop_duplicates("_cell").sort_values("_cell"))
+        unit_code, self.labels["unit"] = _codes(cells["unit_id"])
+        self.cell_task = pd.Categorical(cells["task"], categories=self.labels["task"]).codes.astype(
+            np.int32)
+        self.parents = [("unit", unit_code)]
+        level = cells.drop_duplicates("unit_id").sort_values("unit_id")
+        for col, name in (("transcript_id", "transcript"), ("teacher_id", "teacher")):
+            if (level[col] == "").any():
+                continue
+            codes, self.labels[name] = _codes(level[col])
+            self.parents.append((name, codes))
+            level = level.drop_duplicates(col).sort_values(col)
+
+    @property
+    def n_ratings(self) -> int:
+        return int(self.error.shape[0])
+
+    @property
+    def levels(self) -> list[str]:
+        """Nested levels above the cell that the data identify, bottom-up."""
+        return [name for name, _ in self.parents]
+
+    def data_hash(self) -> str:
+        h = hashlib.sha256()
+        for col in FRAME_COLUMNS:
+            v = self.frame[col].to_numpy()
+            h.update(col.encode())
+            h.update(np.ascontiguousarray(v).tobytes() if v.dtype.kind == "f"
+                     else "\x1e".join(map(str, v)).encode())
+        return h.hexdigest()
+
+    def summary(self) -> dict:
+        out = {"ratings": self.n_ratings, "experts": self.n_experts,
+               "expert_ratings": self.n_expert_ratings, "error_scale": self.error_scale}
+        for dim in ("llm", "family", "prompt", "task", "unit", "transcript", "teacher"):
+            if dim in self.labels:
+                out[dim] = len(self.labels[dim])
+        out["cells"] = int(self.cell.max()) + 1 if self.n_ratings else 0
+        return out
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, error_scale: str, task_scale: dict[str, float],
+                   n_experts: int = 0, n_expert_ratings: int = 0) -> MisalignmentData:
+        frame = frame[FRAME_COLUMNS].reset_index(drop=True)
+        return cls(frame=frame, error_scale=error_scale, task_scale=dict(task_scale),
+                   n_experts=n_experts, n_expert_ratings=n_expert_ratings)
+
+
+def build_misalignment(table: RatingsTable, error_scale: str = "expert-sd",
+                       tasks: list[str] | None = None) -> MisalignmentData:
+    """Expert reference per unit×task, the LLM errors, and the common scale across tasks."""
+    if error_scale not in ERROR_SCALES:
+        raise ValueError(f"error_scale must be one of {ERROR_SCALES}, not {error_scale!r}")
+    r = table.ratings
+    if tasks is not None:
+        unknown = sorted(set(tasks) - set(r["task"]))
+        if unknown:
+            raise ValidationError([Problem(table.source, f"task(s) {', '.join(unknown)} not in the "
+                                           "data", column="task")])
+        r = r[r["task"].isin(tasks)]
+    experts = r[r["rater_kind"] == "expert"]
+    llms = r[r["rater_kind"] == "llm"]
+    if llms.empty:
+        raise ValidationError([Problem(table.source, "no LLM ratings: nothing to compare with the "
+                                       "experts", column="rater_kind")])
+    ref = experts.groupby(["unit_id", "task"], sort=False)["score"].mean().rename("reference")
+    if error_scale == "expert-sd":
+        sd = experts.groupby("task")["score"].std(ddof=1)
+        bad = [t for t in llms["task"].unique() if not (sd.get(t, np.nan) > 0)]
+        if bad:
+            raise ValidationError([Problem(
+                table.source, f"task(s) {', '.join(sorted(bad))}: the expert ratings have no "
+                "spread (fewer than 2 or all equal), so the expert-sd scale is undefined; use "
+                "--error-scale raw", column="score")])
+        task_scale = {str(t): float(sd[t]) for t in sorted(llms["task"].unique())}
+    else:
+        task_scale = {str(t): 1.0 for t in sorted(llms["task"].unique())}
+    f = llms.join(ref, on=["unit_id", "task"])
+    f = f.rename(columns={"rater": "llm"})
+    f["error"] = (f["score"] - f["reference"]) / f["task"].map(task_scale)
+    return MisalignmentData.from_frame(
+        f, error_scale, task_scale, n_experts=int(experts["rater"].nunique()),
+        n_expert_ratings=len(experts))

@@ -1,0 +1,288 @@
+"""A simulated study with known truth, calibrated to the reference design (STUDY.md).
+
+Generative story, per task on a standardized latent scale (task centre + SD in rubric points):
+true quality θ = teacher + transcript + unit + unit×task; experts score θ plus rater severity and
+noise; LLMs score (1 − compression)·θ plus the misalignment error (bias, llm, family, prompt, task,
+their two-way interactions, a unit×task error every LLM shares, unit, transcript and teacher
+errors, and noise). Every score is rounded and clipped to its task's ordinal scale. Teacher
+value-added depends on true teaching quality; each LLM has a benchmark score.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_write, atomic_write_text
+from .io import RatingsTable
+from .schema import RATING_COLUMNS
+from .truth import AnovaAccumulator, true_shares
+
+LLMS = (
+    ("openai/gpt-4o", "gpt"), ("openai/gpt-4o-mini", "gpt"),
+    ("anthropic/claude-3-5-sonnet", "claude"), ("anthropic/claude-3-haiku", "claude"),
+    ("together_ai/meta-llama/Llama-3.1-70B-Instruct", "llama"),
+    ("together_ai/meta-llama/Llama-3.1-8B-Instruct", "llama"),
+    ("gemini/gemini-1.5-pro", "gemini"), ("gemini/gemini-1.5-flash", "gemini"),
+)
+# task: (scale_min, scale_max, centre, latent SD in rubric points)
+TASKS = {
+    "CLPC": (1, 7, 4.6, 1.0), "CLBM": (1, 7, 5.6, 0.9), "CLINSTD": (1, 7, 3.2, 1.0),
+    "EXPL": (1, 3, 1.8, 0.5), "REMED": (1, 3, 1.9, 0.5), "LANGIMP": (1, 3, 1.7, 0.45),
+    "SMQR": (1, 3, 1.6, 0.45),
+}
+PROMPTS = ("base", "cot", "rag")
+
+# Generating variances of the misalignment error on the latent SD scale (before rounding).
+ERROR_VARIANCES = {
+    "llm": 0.06, "family": 0.07, "prompt": 0.04, "llm:prompt": 0.016, "llm:task": 0.048,
+    "prompt:task": 0.016, "task": 0.05,
+    "unit:task": 0.15, "unit": 0.06, "transcript": 0.03, "teacher": 0.02, "residual": 0.24,
+}
+# Variances of true quality θ (sum to 1).
+QUALITY_VARIANCES = {"teacher": 0.30, "transcript": 0.15, "unit": 0.20, "unit:task": 0.35}
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    n_teachers: int
+    transcripts_per_teacher: int
+    units_per_transcript: int
+    llms: tuple[tuple[str, str], ...] = LLMS
+    prompts: tuple[str, ...] = PROMPTS
+    tasks: tuple[str, ...] = tuple(TASKS)
+    n_experts: int = 19
+    double_rated: float = 0.1
+    expert_severity_sd: float = 0.15
+    expert_noise_sd: float = 0.5
+    compression: float = 0.25
+    bias: float = 0.2
+    replicates: int = 1
+    error_variances: dict = field(default_factory=lambda: dict(ERROR_VARIANCES))
+    va_reliability: float = 0.3
+    population_factor: int = 10
+    seed: int = 20240501
+
+    @property
+    def n_units(self) -> int:
+        return self.n_teachers * self.transcripts_per_teacher * self.units_per_transcript
+
+
+PRESETS = {
+    # About 6,600 units × 7 tasks × 8 LLMs × 3 prompts ≈ 1.1 M LLM ratings.
+    "reference": SimulationConfig(n_teachers=330, transcripts_per_teacher=5,
+                                  units_per_transcript=4),
+    # Seconds to sample: 160 units × 7 tasks × 4 LLMs (2 families) × 3 prompts = 13,440 ratings.
+    "small": SimulationConfig(n_teachers=40, transcripts_per_teacher=2, units_per_transcript=2,
+                              llms=LLMS[:4], n_experts=6, population_factor=100),
+}
+
+
+@dataclass
+class SimulatedStudy:
+    ratings: pd.DataFrame
+    tasks: pd.DataFrame
+    teachers: pd.DataFrame
+    llms: pd.DataFrame
+    truth: dict
+    config: SimulationConfig
+
+    def table(self) -> RatingsTable:
+        return RatingsTable(ratings=self.ratings, tasks=self.tasks,
+                            dropped=pd.DataFrame(columns=["file", "row", "column", "value",
+                                                          "reason"]),
+                            source="<simulated>")
+
+    def write(self, out_dir: str | Path, fmt: str = "parquet") -> dict[str, Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name, df in (("ratings", self.ratings), ("tasks", self.tasks),
+                         ("teachers", self.teachers), ("llms", self.llms)):
+            ext = "parquet" if (fmt == "parquet" and name == "ratings") else "csv"
+            p = out / f"{name}.{ext}"
+            if ext == "parquet":
+                atomic_write(p, lambda t, df=df: df.to_parquet(t, index=False))
+            else:
+                atomic_write(p, lambda t, df=df: df.to_csv(t, index=False))
+            paths[name] = p
+        paths["truth"] = atomic_write_text(out / "truth.json", json.dumps(self.truth, indent=2))
+        return paths
+
+
+def _zero_sum(rng: np.random.Generator, shape: tuple[int, ...], var: float) -> np.ndarray:
+    """Effects centred on every axis and rescaled to finite-population variance ``var`` exactly."""
+    x = rng.standard_normal(shape)
+    for ax in range(len(shape)):
+        x = x - x.mean(axis=ax, keepdims=True)
+    df = np.prod([n - 1 for n in shape])
+    return x * np.sqrt(var * df / (x**2).sum())
+
+
+def _fixed_effects(cfg: SimulationConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    K, L, P = len(cfg.tasks), len(cfg.llms), len(cfg.prompts)
+    v = cfg.error_variances
+    fam_names = sorted({f for _, f in cfg.llms})
+    fam = np.array([fam_names.index(f) for _, f in cfg.llms])
+    F = len(fam_names)
+    fam_eff = _zero_sum(rng, (F,), v["family"]) if F > 1 else np.zeros(1)
+    within = rng.standard_normal(L)
+    for f in range(F):
+        within[fam == f] -= within[fam == f].mean()
+    within *= np.sqrt(v["llm"] * (L - F) / (within**2).sum())
+    return {
+        "llm": within + fam_eff[fam], "prompt": _zero_sum(rng, (P,), v["prompt"]),
+        "task": _zero_sum(rng, (K,), v["task"]),
+        "llm:prompt": _zero_sum(rng, (L, P), v["llm:prompt"]),
+        "llm:task": _zero_sum(rng, (L, K), v["llm:task"]),
+        "prompt:task": _zero_sum(rng, (P, K), v["prompt:task"]), "family_index": fam,
+    }
+
+
+def _block(cfg: SimulationConfig, fx: dict, rng: np.random.Generator, n_teachers: int) -> dict:
+    """Generate ``n_teachers`` whole teachers: expert and LLM scores on each task's scale."""
+    ng, nu = cfg.transcripts_per_teacher, cfg.units_per_transcript
+    T, G, U = n_teachers, n_teachers * ng, n_teachers * ng * nu
+    K, L, P, R = len(cfg.tasks), len(cfg.llms), len(cfg.prompts), cfg.replicates
+    q, v = QUALITY_VARIANCES, cfg.error_variances
+    sd = np.sqrt
+    teacher_q = rng.normal(0, sd(q["teacher"]), T)
+    tr_q = rng.normal(0, sd(q["transcript"]), G)
+    unit_q = rng.normal(0, sd(q["unit"]), U)
+    t_of_g = np.repeat(np.arange(T), ng)
+    g_of_u = np.repeat(np.arange(G), nu)
+    t_of_u = t_of_g[g_of_u]
+    theta = (teacher_q[t_of_u] + tr_q[g_of_u] + unit_q)[:, None] + rng.normal(
+        0, sd(q["unit:task"]), (U, K))
+    centre = np.array([TASKS[t][2] for t in cfg.tasks])
+    spread = np.array([TASKS[t][3] for t in cfg.tasks])
+    lo = np.array([TASKS[t][0] for t in cfg.tasks], dtype=float)
+    hi = np.array([TASKS[t][1] for t in cfg.tasks], dtype=float)
+
+    def to_scale(latent: np.ndarray, axis_task: int) -> np.ndarray:
+        shape = [1] * latent.ndim
+        shape[axis_task] = K
+        c, s = centre.reshape(shape), spread.reshape(shape)
+        return np.clip(np.rint(c + s * latent), lo.reshape(shape), hi.reshape(shape))
+
+    # Experts: one rater scores every task of a unit; some units get a second rater.
+    rater1 = rng.integers(0, cfg.n_experts, U)
+    rater2 = (rater1 + rng.integers(1, cfg.n_experts, U)) % cfg.n_experts
+    second = rng.random(U) < cfg.double_rated
+    severity = np.random.default_rng(cfg.seed + 7).normal(0, cfg.expert_severity_sd, cfg.n_experts)
+    e1 = to_scale(theta + severity[rater1][:, None] + rng.normal(0, cfg.expert_noise_sd, (U, K)), 1)
+    e2 = to_scale(theta + severity[rater2][:, None] + rng.normal(0, cfg.expert_noise_sd, (U, K)), 1)
+    e2[~second] = np.nan
+
+    err = (cfg.bias
+           + fx["llm"][None, None, :, None] + fx["prompt"][None, None, None, :]
+           + fx["task"][None, :, None, None] + fx["llm:prompt"][None, None, :, :]
+           + fx["llm:task"].T[None, :, :, None] + fx["prompt:task"].T[None, :, None, :])
+    shared = (rng.normal(0, sd(v["unit:task"]), (U, K))
+              + (rng.normal(0, sd(v["unit"]), U) + rng.normal(0, sd(v["transcript"]), G)[g_of_u]
+                 + rng.normal(0, sd(v["teacher"]), T)[t_of_u])[:, None])
+    latent = ((1 - cfg.compression) * theta + shared)[:, :, None, None, None] + err[..., None]
+    latent = latent + rng.normal(0, sd(v["residual"]), (U, K, L, P, R))
+    llm_scores = to_scale(latent, 1)
+    return {"teacher_q": teacher_q, "e1": e1, "e2": e2, "rater1": rater1, "rater2": rater2,
+            "second": second, "llm": llm_scores, "lo": lo, "hi": hi}
+
+
+def _errors(b: dict, scale: np.ndarray) -> np.ndarray:
+    ref = np.where(b["second"][:, None], (b["e1"] + b["e2"]) / 2, b["e1"])
+    e = (b["llm"] - ref[:, :, None, None, None]) / scale[None, :, None, None, None]
+    U, K = ref.shape
+    return e.reshape(U, K, -1)
+
+
+def _expert_sd(b: dict) -> np.ndarray:
+    both = np.concatenate([b["e1"], b["e2"][b["second"]]], axis=0)
+    return np.nanstd(both, axis=0, ddof=1)
+
+
+def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
+             compute_truth: bool = True) -> SimulatedStudy:
+    """Simulate a full study; ``truth`` holds the exact shares a correct fit should recover."""
+    cfg = PRESETS[preset] if isinstance(preset, str) else preset
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
+    rng = np.random.default_rng(cfg.seed)
+    fx = _fixed_effects(cfg, rng)
+    b = _block(cfg, fx, rng, cfg.n_teachers)
+    K, L, P, R = len(cfg.tasks), len(cfg.llms), len(cfg.prompts), cfg.replicates
+    ng, nu = cfg.transcripts_per_teacher, cfg.units_per_transcript
+    U = cfg.n_units
+    unit_ids = np.array([f"u{i:05d}" for i in range(U)])
+    tr_ids = np.array([f"g{i:05d}" for i in range(U // nu)])[np.arange(U) // nu]
+    te_ids = np.array([f"t{i:04d}" for i in range(cfg.n_teachers)])[np.arange(U) // (nu * ng)]
+    experts = np.array([f"expert_{i + 1:02d}" for i in range(cfg.n_experts)])
+
+    frames = []
+    for key, rater, mask in (("e1", "rater1", np.ones(U, bool)), ("e2", "rater2", b["second"])):
+        uu, kk = np.nonzero(np.broadcast_to(mask[:, None], (U, K)))
+        frames.append(pd.DataFrame({
+            "unit_id": unit_ids[uu], "task": np.array(cfg.tasks)[kk],
+            "rater": experts[b[rater][uu]],
+            "rater_kind": "expert", "prompt": "", "score": b[key][uu, kk], "replicate": "1",
+            "transcript_id": tr_ids[uu], "teacher_id": te_ids[uu], "family": ""}))
+    idx = np.indices((U, K, L, P, R)).reshape(5, -1)
+    llm_names = np.array([n for n, _ in cfg.llms])
+    fams = np.array([f for _, f in cfg.llms])
+    frames.append(pd.DataFrame({
+        "unit_id": unit_ids[idx[0]], "task": np.array(cfg.tasks)[idx[1]],
+        "rater": llm_names[idx[2]], "rater_kind": "llm", "prompt": np.array(cfg.prompts)[idx[3]],
+        "score": b["llm"].reshape(-1), "replicate": (idx[4] + 1).astype(str),
+        "transcript_id": tr_ids[idx[0]], "teacher_id": te_ids[idx[0]], "family": fams[idx[2]]}))
+    ratings = pd.concat(frames, ignore_index=True)[list(RATING_COLUMNS)]
+    for col in ratings.columns:
+        if col != "score":
+            ratings[col] = ratings[col].astype(str)
+
+    tasks = pd.DataFrame({"task": list(cfg.tasks),
+                          "scale_min": [float(TASKS[t][0]) for t in cfg.tasks],
+                          "scale_max": [float(TASKS[t][1]) for t in cfg.tasks]})
+    tq = b["teacher_q"]
+    z = (tq - tq.mean()) / tq.std()
+    r = cfg.va_reliability
+    va = r * z + np.sqrt(1 - r**2) * rng.standard_normal(len(z))
+    teachers = pd.DataFrame({"teacher_id": np.unique(te_ids), "true_quality": tq,
+                             "value_added": va})
+    bench = np.clip(0.78 + 0.06 * rng.standard_normal(L) - 0.3 * np.abs(fx["llm"]), 0.4, 0.95)
+    llms = pd.DataFrame({"llm": llm_names, "family": fams, "benchmark": np.round(bench, 3)})
+
+    expert_sd = _expert_sd(b)
+    truth: dict = {"preset": preset if isinstance(preset, str) else "custom", "seed": cfg.seed,
+                   "config": {k: v for k, v in asdict(cfg).items() if k != "llms"},
+                   "llms": [list(x) for x in cfg.llms],
+                   "generating_error_variances": cfg.error_variances,
+                   "expert_sd": dict(zip(cfg.tasks, map(float, expert_sd), strict=True))}
+    if compute_truth:
+        fam_names = sorted(set(fams))
+        llm_family = fx["family_index"] if len(fam_names) > 1 else None
+        pop_rng = np.random.default_rng([cfg.seed, 1])
+        accs = {s: AnovaAccumulator(nu, ng) for s in ("expert-sd", "raw")}
+        scales = {"expert-sd": expert_sd, "raw": np.ones(K)}
+        n_pop = max(cfg.n_teachers * cfg.population_factor, 2000)
+        chunk = max(1, 20000 // (ng * nu))
+        done = 0
+        while done < n_pop:
+            n = min(chunk, n_pop - done)
+            pb = _block(cfg, fx, pop_rng, n)
+            for s, acc in accs.items():
+                acc.add(_errors(pb, scales[s]))
+            done += n
+        truth["error_scales"] = {}
+        for s, acc in accs.items():
+            var = acc.variances(L, P, R, llm_family)
+            truth["error_scales"][s] = {"variances": var, **true_shares(var)}
+        truth["population_teachers"] = n_pop
+        truth["definition"] = (
+            "finite-population shares on the error scale after rounding: the balanced ANOVA of a "
+            f"population of {n_pop} teachers drawn with the same fixed effects (see "
+            "misalign.data.truth)")
+    return SimulatedStudy(ratings=ratings, tasks=tasks, teachers=teachers, llms=llms,
+                          truth=truth, config=cfg)

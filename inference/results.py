@@ -1,0 +1,86 @@
+"""Fit the E1 model end to end and keep what a user needs in one NetCDF results file.
+
+The file is the model's own NetCDF form (posterior, sample stats, data, config, priors, versions,
+data hash, seed; see ``misalign.models.serialize``) plus the groups ``shares`` (per-draw shares
+with named ``component``/``aggregate`` coords) and ``diagnostics`` (the gate table).
+``arviz.from_netcdf`` opens it; ``load_results`` rebuilds the model as well.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import xarray as xr
+
+from misalign.data import MisalignmentData
+from misalign.models import VariancePartitionModel
+from misalign.models.backend import TARGET_ACCEPT
+from misalign.models.serialize import read_datatree, write_datatree
+
+from .diagnostics import GateResult, diagnostics_gate
+from .shares import compute_shares, share_table
+
+
+@dataclass
+class E1Results:
+    model: VariancePartitionModel
+    shares: xr.Dataset
+    gate: GateResult
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return share_table(self.shares)
+
+    def to_datatree(self) -> xr.DataTree:
+        tree = self.model.to_datatree()
+        groups = {node.path: node.to_dataset(inherit=False) for node in tree.subtree}
+        groups["/shares"] = self.shares
+        diag = xr.Dataset.from_dataframe(self.gate.table.reset_index(drop=True)
+                                         .rename_axis("row"))
+        diag.attrs = {"gate": json.dumps(self.gate.to_dict())}
+        groups["/diagnostics"] = diag
+        out = xr.DataTree.from_dict(groups)
+        out.attrs = dict(tree.attrs) | {"gate_passed": int(self.gate.passed)}
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        return write_datatree(self.to_datatree(), path)
+
+    def summary(self) -> dict[str, Any]:
+        return {"data": self.model.data.summary(), "config": self.model.config,
+                "fit": self.model.fit_config, "gate": self.gate.to_dict(),
+                "shares": self.table.to_dict(orient="records")}
+
+
+def fit_e1(data: MisalignmentData, likelihood: str = "gaussian", priors: dict | None = None,
+           sampler: str = "nutpie", draws: int = 1000, tune: int = 1000, chains: int = 4,
+           seed: int | None = None, progressbar: bool = True,
+           target_accept: float = TARGET_ACCEPT) -> E1Results:
+    """Build, sample, compute the shares and run the diagnostics gate."""
+    model = VariancePartitionModel(data, likelihood=likelihood, priors=priors)
+    model.build_model()
+    model.fit(sampler=sampler, draws=draws, tune=tune, chains=chains, seed=seed,
+              progressbar=progressbar, target_accept=target_accept)
+    shares = compute_shares(model)
+    stats = model.idata["sample_stats"].to_dataset() if "sample_stats" in model.idata.children \
+        else None
+    return E1Results(model=model, shares=shares, gate=diagnostics_gate(shares, stats))
+
+
+def load_results(path: str | Path) -> E1Results:
+    """Read a results file: the rebuilt model with its posterior, the shares and the gate."""
+    from misalign.models.serialize import model_from_datatree
+
+    tree = read_datatree(path)
+    model = model_from_datatree(tree)
+    if "shares" in tree.children:
+        shares = tree["shares"].to_dataset()
+    else:
+        shares = compute_shares(model)
+    stats = model.idata["sample_stats"].to_dataset() if model.idata is not None and \
+        "sample_stats" in model.idata.children else None
+    return E1Results(model=model, shares=shares, gate=diagnostics_gate(shares, stats))

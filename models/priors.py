@@ -1,0 +1,98 @@
+"""Prior specifications for the E1 model: defaults scaled to the data, overridable by name.
+
+Every prior is a ``pymc_extras.prior.Prior``; overrides come from Python (a dict of Priors or of
+``{"distribution": ..., **params}`` dicts) or from a TOML file, and are validated against the names
+the model actually uses.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pymc_extras.prior import Prior
+
+SIGMA_PRIORS = {
+    "llm": "sigma_llm", "family": "sigma_family", "prompt": "sigma_prompt", "task": "sigma_task",
+    "llm:prompt": "sigma_llm_prompt", "llm:task": "sigma_llm_task",
+    "prompt:task": "sigma_prompt_task", "unit:task": "sigma_unit_task", "unit": "sigma_unit",
+    "transcript": "sigma_transcript", "teacher": "sigma_teacher", "residual": "sigma_residual",
+}
+OTHER_PRIORS = ("intercept", "nu_minus_2")
+
+
+class PriorError(ValueError):
+    """A prior override that the model cannot use."""
+
+
+def default_priors(error_sd: float, components: list[str], student: bool) -> dict[str, Prior]:
+    """Weakly informative priors on the scale of the errors.
+
+    Every σ gets HalfNormal(sd of the errors): a component as large as all the error together is
+    plausible, one ten times larger is not. The intercept (overall bias) is Normal(0, 2.5 sd).
+    Student-t: ν = 2 + nu_minus_2 so the residual variance σ²ν/(ν−2) exists; Gamma(2, 0.1) on it.
+    """
+    s = float(error_sd) if error_sd > 0 else 1.0
+    priors = {"intercept": Prior("Normal", mu=0.0, sigma=round(2.5 * s, 6))}
+    for comp in components:
+        priors[SIGMA_PRIORS[comp]] = Prior("HalfNormal", sigma=round(s, 6))
+    if student:
+        priors["nu_minus_2"] = Prior("Gamma", alpha=2.0, beta=0.1)
+    return priors
+
+
+def _as_prior(name: str, spec: Any) -> Prior:
+    if isinstance(spec, Prior):
+        return spec
+    if isinstance(spec, dict):
+        spec = dict(spec)
+        dist = spec.pop("distribution", None) or spec.pop("dist", None)
+        if dist is None:
+            raise PriorError(f"prior '{name}': give its distribution, e.g. "
+                             "distribution = \"HalfNormal\"")
+        params = spec.pop("kwargs", {}) | spec
+        try:
+            return Prior(str(dist), **params)
+        except Exception as err:  # pymc_extras raises several types; say which prior it was
+            raise PriorError(f"prior '{name}': {err}") from None
+    raise PriorError(f"prior '{name}': expected a Prior or a table of parameters, got {spec!r}")
+
+
+def resolve_priors(defaults: dict[str, Prior], overrides: dict[str, Any] | None
+                   ) -> dict[str, Prior]:
+    """Defaults updated by overrides; an unknown name fails with the closest known one."""
+    out = dict(defaults)
+    for name, spec in (overrides or {}).items():
+        if name not in defaults:
+            close = difflib.get_close_matches(name, list(defaults), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise PriorError(f"unknown prior '{name}'{hint} (this model's priors: "
+                             f"{', '.join(sorted(defaults))})")
+        out[name] = _as_prior(name, spec)
+    return out
+
+
+def read_priors_toml(path: str | Path) -> dict[str, Any]:
+    """Read ``[sigma_llm] distribution = "HalfNormal" sigma = 0.3`` (optionally under [priors])."""
+    with open(path, "rb") as fh:
+        try:
+            doc = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as err:
+            raise PriorError(f"{path}: not valid TOML: {err}") from None
+    doc = doc.get("priors", doc)
+    for name, spec in doc.items():
+        if not isinstance(spec, dict):
+            raise PriorError(f"{path}: [{name}] must be a table with a distribution and its "
+                             "parameters")
+    return doc
+
+
+def priors_to_json(priors: dict[str, Prior]) -> str:
+    return json.dumps({k: v.to_dict() for k, v in priors.items()}, sort_keys=True)
+
+
+def priors_from_json(text: str) -> dict[str, Prior]:
+    return {k: _as_prior(k, v) for k, v in json.loads(text).items()}

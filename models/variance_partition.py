@@ -1,0 +1,180 @@
+"""The E1 variance-partition model (STUDY.md, E1) as a PyMC model class.
+
+Crossed low-cardinality factors are centred zero-sum effects with their own σ. Nested effects:
+- Gaussian: integrated out analytically from sufficient statistics (``likelihood.py``): the
+  sampler sees only the σ's and the crossed effects, whatever the number of ratings.
+- Student-t (robust): the rating-level t likelihood cannot be integrated in closed form, so each
+  unit×task cell gets one explicit, centred latent b_c (its shared error plus everything above it);
+  the unit, transcript and teacher effects are still integrated out of b's Gaussian prior by the
+  same recursion. Cost: one latent per cell and an O(ratings) gradient.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from pymc_extras.prior import Prior
+
+from misalign.data import MisalignmentData
+
+from .backend import TARGET_ACCEPT, sample
+from .likelihood import SufficientStats, cell_prior_logp, gaussian_marginal_logp, pt_segment_sum
+from .predictive import posterior_predictive, prior_predictive
+from .priors import SIGMA_PRIORS, default_priors, resolve_priors
+from .spec import ModelSpec, make_spec, within_family_basis
+
+EFFECTS = {  # component -> (posterior variable, dims)
+    "llm": ("llm_effect", ("llm",)), "family": ("family_effect", ("family",)),
+    "prompt": ("prompt_effect", ("prompt",)), "task": ("task_effect", ("task",)),
+    "llm:prompt": ("llm_prompt_effect", ("llm", "prompt")),
+    "llm:task": ("llm_task_effect", ("llm", "task")),
+    "prompt:task": ("prompt_task_effect", ("prompt", "task")),
+}
+
+
+class VariancePartitionModel:
+    """E1: split the misalignment error into selection, shared, task and residual components.
+
+    >>> model = VariancePartitionModel(data)            # data: MisalignmentData
+    >>> idata = model.fit(draws=1000, chains=4)         # nutpie by default
+    >>> model.save("results.nc"); VariancePartitionModel.load("results.nc")
+    """
+
+    def __init__(self, data: MisalignmentData, likelihood: str = "gaussian",
+                 priors: dict[str, Any] | None = None) -> None:
+        self.data = data
+        self.spec: ModelSpec = make_spec(data, likelihood)
+        self.likelihood = likelihood
+        self.error_sd = float(np.std(data.error)) if data.n_ratings > 1 else 1.0
+        self.default_priors = default_priors(self.error_sd, self.spec.components,
+                                             likelihood == "student")
+        self.priors: dict[str, Prior] = resolve_priors(self.default_priors, priors)
+        self.model: pm.Model | None = None
+        self.idata: xr.DataTree | None = None
+        self.fit_config: dict[str, Any] = {}
+
+    # -- description ---------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"model": "variance_partition", "likelihood": self.likelihood,
+                "components": self.spec.components,
+                "levels": [name for name, _ in self.spec.levels],
+                "error_scale": self.data.error_scale, "task_scale": self.data.task_scale,
+                "error_sd": self.error_sd, "warnings": self.spec.warnings}
+
+    @property
+    def coords(self) -> dict[str, list[str]]:
+        return dict(self.spec.coords)
+
+    # -- PyMC ------------------------------------------------------------------------------
+    def _sigma(self, comp: str):
+        return self.priors[SIGMA_PRIORS[comp]].create_variable(SIGMA_PRIORS[comp])
+
+    def _design_means(self) -> pt.TensorVariable:
+        """f[task, llm, prompt]: intercept plus every crossed effect, flattened."""
+        spec, comps = self.spec, set(self.spec.components)
+        K, L, P = (len(spec.coords[d]) for d in ("task", "llm", "prompt"))
+        f = self.priors["intercept"].create_variable("intercept") + pt.zeros((K, L, P))
+        if "llm" in comps or "family" in comps:
+            llm_total = pt.zeros(L)
+            if spec.has_family:
+                fam = pm.ZeroSumNormal("family_effect", sigma=self._sigma("family"),
+                                       dims="family")
+                basis = within_family_basis(spec.llm_family)
+                if "llm" in comps and basis.shape[1] > 0:
+                    z = pm.Normal("llm_within_family", 0.0, self._sigma("llm"),
+                                  shape=basis.shape[1])
+                    llm_total = pm.Deterministic("llm_effect", pt.dot(basis, z), dims="llm")
+                llm_total = llm_total + fam[spec.llm_family]
+            else:
+                llm_total = pm.ZeroSumNormal("llm_effect", sigma=self._sigma("llm"), dims="llm")
+            f = f + llm_total[None, :, None]
+        if "prompt" in comps:
+            f = f + pm.ZeroSumNormal("prompt_effect", sigma=self._sigma("prompt"),
+                                     dims="prompt")[None, None, :]
+        if "task" in comps:
+            f = f + pm.ZeroSumNormal("task_effect", sigma=self._sigma("task"),
+                                     dims="task")[:, None, None]
+        for comp, (name, dims) in EFFECTS.items():
+            if ":" not in comp or comp not in comps:
+                continue
+            eff = pm.ZeroSumNormal(name, sigma=self._sigma(comp), dims=dims, n_zerosum_axes=2)
+            if comp == "llm:prompt":
+                f = f + eff[None, :, :]
+            elif comp == "llm:task":
+                f = f + eff.T[:, :, None]
+            else:
+                f = f + eff.T[:, None, :]
+        return f.reshape((-1,))
+
+    def build_model(self) -> pm.Model:
+        spec, data = self.spec, self.data
+        coords = dict(spec.coords)
+        with pm.Model(coords=coords) as model:
+            f = self._design_means()
+            s2 = {name: self._sigma(name) ** 2 for name, _ in spec.levels}
+            s2_cell = self._sigma("unit:task") ** 2
+            s_resid = self._sigma("residual")
+            if self.likelihood == "gaussian":
+                stats = SufficientStats.from_arrays(data.error, spec.design, spec.n_design,
+                                                    data.cell, spec.levels)
+                pm.Potential("marginal_loglik", gaussian_marginal_logp(
+                    stats, f, s2_cell, s_resid**2, s2, xp=pt, segsum=pt_segment_sum))
+            else:
+                n_cells = int(data.cell.max()) + 1
+                model.add_coord("cell", np.arange(n_cells))
+                b = pm.Flat("cell_effect", dims="cell")
+                pm.Potential("cell_prior", cell_prior_logp(b, s2_cell, spec.levels, s2, pt,
+                                                           pt_segment_sum))
+                nu = 2.0 + self.priors["nu_minus_2"].create_variable("nu_minus_2")
+                pm.StudentT("error", nu=nu, mu=f[spec.design] + b[data.cell], sigma=s_resid,
+                            observed=data.error)
+        self.model = model
+        return model
+
+    # -- inference ---------------------------------------------------------------------------
+    def fit(self, sampler: str = "nutpie", draws: int = 1000, tune: int = 1000, chains: int = 4,
+            seed: int | None = None, progressbar: bool = True,
+            target_accept: float = TARGET_ACCEPT) -> xr.DataTree:
+        """Sample the posterior; returns (and keeps) an ArviZ DataTree."""
+        model = self.model or self.build_model()
+        self.idata = sample(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
+                            seed=seed, progressbar=progressbar, target_accept=target_accept)
+        self.fit_config = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
+                           "seed": seed, "target_accept": target_accept}
+        return self.idata
+
+    def sample_prior_predictive(self, draws: int = 100, seed: int | None = None) -> xr.DataTree:
+        """Errors replicated from the prior (nested effects drawn afresh)."""
+        return prior_predictive(self, draws=draws, seed=seed)
+
+    def sample_posterior_predictive(self, draws: int = 100, seed: int | None = None
+                                    ) -> xr.DataTree:
+        """Errors replicated from ``draws`` posterior draws, nested effects drawn afresh."""
+        if self.idata is None:
+            raise RuntimeError("fit the model (or load a fitted one) before posterior predictive")
+        return posterior_predictive(self, draws=draws, seed=seed)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def to_datatree(self) -> xr.DataTree:
+        from .serialize import model_to_datatree
+
+        return model_to_datatree(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the posterior, config, priors and data atomically to NetCDF."""
+        from .serialize import write_datatree
+
+        return write_datatree(self.to_datatree(), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> VariancePartitionModel:
+        """Rebuild the model (data, priors, config) and attach its posterior."""
+        from .serialize import model_from_datatree, read_datatree
+
+        return model_from_datatree(read_datatree(path))

@@ -1,0 +1,104 @@
+"""The command line end to end, in subprocesses, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import arviz as az
+import pytest
+
+ENV = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "120"}
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "misalign.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, env=ENV, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sim")
+    r = run("simulate", "--preset", "small", "--out", d, "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_simulate_writes_study_with_truth(sim_dir):
+    for name in ("ratings.csv", "tasks.csv", "teachers.csv", "llms.csv", "truth.json"):
+        assert (sim_dir / name).exists()
+    truth = json.loads((sim_dir / "truth.json").read_text())
+    agg = truth["error_scales"]["expert-sd"]["aggregates"]
+    assert sum(agg[k] for k in ("attributable", "shared", "task", "residual")) == \
+        pytest.approx(1.0)
+
+
+def test_fit_file_strict_json_then_summary(sim_dir, tmp_path):
+    priors = tmp_path / "priors.toml"
+    priors.write_text('[sigma_llm]\ndistribution = "HalfNormal"\nsigma = 0.5\n')
+    out = tmp_path / "res.nc"
+    # 2 chains × 100 draws cannot reach ESS 400: the gate fails and --strict exits 3.
+    r = run("fit", sim_dir / "ratings.csv", "--tasks", sim_dir / "tasks.csv", "--draws", 100,
+            "--tune", 200, "--chains", 2, "--priors", priors, "--out", out, "--strict", "--json")
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
+    payload = json.loads(r.stdout)
+    assert payload["gate"]["passed"] is False
+    names = {row["name"] for row in payload["shares"]}
+    assert {"llm", "unit:task", "attributable", "shared"} <= names
+    tree = az.from_netcdf(out)
+    assert json.loads(tree.attrs["priors"])["sigma_llm"]["kwargs"] == {"sigma": 0.5}
+    s = run("summary", out, "--json")
+    assert s.returncode == 0, s.stderr
+    assert json.loads(s.stdout)["shares"] == payload["shares"]
+    t = run("summary", out)
+    assert "attributable" in t.stdout and "finite-pop share" in t.stdout
+
+
+def test_fit_without_data_uses_embedded_study(tmp_path):
+    r = run("fit", "--draws", 100, "--tune", 100, "--chains", 2, "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "no data given: fitting the simulated 'small' study" in r.stderr
+    assert "shared" in r.stdout and (tmp_path / "results.nc").exists()
+
+
+def test_bad_csv_three_plain_messages_exit_2(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("unit_id,task,rater,rater_knd,prompt,score\n"
+                   "u1,CLPC,e1,expert,,4\n"
+                   "u1,CLPC,m/x,llm,base,9\n"
+                   "u1,CLPC,e1,expert,,4\n")
+    r = run("fit", bad, "--out", tmp_path / "r.nc")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    lines = [x for x in r.stderr.splitlines() if x.startswith("  - ")]
+    assert len(lines) == 3, r.stderr
+    assert "line 1, column 'rater_knd': unknown column 'rater_knd': did you mean 'rater_kind'?" \
+        in lines[0]
+    assert "row 2 (line 3), column 'score': score 9 is outside the 1–7 scale" in lines[1]
+    assert "row 3 (line 4)" in lines[2] and "duplicate rating" in lines[2]
+    assert not (tmp_path / "r.nc").exists()
+
+
+def test_bad_prior_name_exit_2(sim_dir, tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text('[sigma_lm]\ndistribution = "HalfNormal"\nsigma = 1\n')
+    r = run("fit", sim_dir / "ratings.csv", "--priors", p, "--out", tmp_path / "r.nc")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "unknown prior 'sigma_lm'; did you mean 'sigma_llm'?" in r.stderr
+
+
+def test_summary_of_missing_file(tmp_path):
+    r = run("summary", tmp_path / "nope.nc")
+    assert r.returncode == 2 and "file not found" in r.stderr
+
+
+def test_drop_policy_reports(sim_dir, tmp_path):
+    text = (sim_dir / "ratings.csv").read_text().splitlines()
+    text[5] = text[5].rsplit(",", 5)[0] + ",x," + ",".join(text[5].rsplit(",", 5)[2:])
+    bad = tmp_path / "r.csv"
+    bad.write_text("\n".join(text) + "\n")
+    r = run("fit", bad, "--out", tmp_path / "r.nc", "--score-policy", "error")
+    assert r.returncode == 2 and "row 5 (line 6), column 'score'" in r.stderr
+    assert Path(tmp_path / "r.nc").exists() is False

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from misalign.data import load_ratings
+from misalign.data.components import PARTITION
+from misalign.data.simulate import PRESETS, simulate
+
+
+def test_small_study_shape_and_truth(small_study, tmp_path):
+    cfg = small_study.config
+    n_llm = cfg.n_units * len(cfg.tasks) * len(cfg.llms) * len(cfg.prompts)
+    r = small_study.ratings
+    assert (r["rater_kind"] == "llm").sum() == n_llm
+    assert set(r.loc[r.rater_kind == "expert", "prompt"]) == {""}
+    for scale in ("expert-sd", "raw"):
+        t = small_study.truth["error_scales"][scale]
+        assert sum(t["shares"].values()) == pytest.approx(1.0)
+        assert sum(t["aggregates"][k] for k in PARTITION) == pytest.approx(1.0)
+    # Written files pass the package's own validation.
+    paths = small_study.write(tmp_path, fmt="csv")
+    table = load_ratings(paths["ratings"], tasks=paths["tasks"])
+    assert len(table.ratings) == len(r) and table.dropped.empty
+    assert set(small_study.teachers.columns) == {"teacher_id", "true_quality", "value_added"}
+    assert small_study.llms["benchmark"].between(0, 1).all()
+
+
+def test_reference_design_size():
+    cfg = PRESETS["reference"]
+    n = cfg.n_units * len(cfg.tasks) * len(cfg.llms) * len(cfg.prompts)
+    assert 6_000 <= cfg.n_units <= 7_000 and 1.0e6 <= n <= 1.2e6
+
+
+def test_reference_truth_is_calibrated():
+    """The reference preset's truth matches STUDY.md: attributable ≈ 0.15, shared ≈ 0.5."""
+    study = simulate("reference")
+    agg = study.truth["error_scales"]["expert-sd"]["aggregates"]
+    assert agg["attributable"] == pytest.approx(0.15, abs=0.02)
+    assert agg["shared"] == pytest.approx(0.5, abs=0.03)
+
+
+def test_scores_are_on_each_task_scale(small_study):
+    r = small_study.ratings.merge(small_study.tasks, on="task")
+    assert (r["score"] >= r["scale_min"]).all() and (r["score"] <= r["scale_max"]).all()
+    assert np.allclose(r["score"], np.round(r["score"]))
