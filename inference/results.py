@@ -25,11 +25,33 @@ from .diagnostics import GateResult, diagnostics_gate
 from .shares import compute_shares, share_table
 
 
+NU_WARN = 4.0
+
+
+def model_notes(model: VariancePartitionModel) -> list[str]:
+    """Caveats about the fitted model that are not convergence failures."""
+    notes = list(model.config.get("warnings", []))
+    post = model.idata["posterior"] if model.idata is not None else None
+    if model.likelihood == "student" and post is not None and "nu_minus_2" in post:
+        nu = 2.0 + float(post["nu_minus_2"].median())
+        if nu < NU_WARN:
+            notes.append(
+                f"Student-t ν ≈ {nu:.2f}: the residual variance σ²ν/(ν−2) is dominated by the "
+                "tails and so is the residual share. Rounded ordinal scores often do this (many "
+                "identical residuals plus a few large ones); prefer --likelihood gaussian for "
+                "the variance partition and use student to check robustness to outliers.")
+    return notes
+
+
 @dataclass
 class E1Results:
     model: VariancePartitionModel
     shares: xr.Dataset
     gate: GateResult
+
+    @property
+    def notes(self) -> list[str]:
+        return model_notes(self.model)
 
     @property
     def table(self) -> pd.DataFrame:

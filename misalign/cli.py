@@ -53,7 +53,8 @@ class Format(StrEnum):
 
 
 def _fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
-    err.print(message, markup=False, highlight=False)
+    # Plain text, never wrapped: each problem stays on one line that tools can grep.
+    sys.stderr.write(message.rstrip("\n") + "\n")
     return typer.Exit(code)
 
 
@@ -134,7 +135,7 @@ def fit(
         with warnings.catch_warnings(record=True) as wlist:
             warnings.simplefilter("always", UserWarning)
             if data is None:
-                study = run_simulation(preset.value, seed=None)
+                study = run_simulation(preset.value, seed=None, compute_truth=False)
                 err.print(f"no data given: fitting the simulated '{preset.value}' study "
                           f"({len(study.ratings):,} ratings; truth in `misalign simulate`)")
                 mis = build_misalignment(study.table(), error_scale=error_scale.value,
@@ -151,6 +152,8 @@ def fit(
             if not as_json:
                 err.print(f"fitting {mis.n_ratings:,} LLM ratings: " + ", ".join(
                     f"{k} {v}" for k, v in mis.summary().items() if k not in ("error_scale",)))
+                err.print(f"compiling the model for {sampler.value} (tens of seconds), "
+                          "then sampling…")
             res = fit_e1(mis, likelihood=likelihood.value, priors=overrides,
                          sampler=sampler.value, draws=draws, tune=tune, chains=chains, seed=seed,
                          progressbar=progress and not as_json, target_accept=target_accept)
@@ -169,9 +172,9 @@ def fit(
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     else:
         out.print(to_rich_table(report))
-        for note in dict.fromkeys(caught):
+        for note in dict.fromkeys(caught + res.notes):
             err.print(f"note: {note}", markup=False, highlight=False)
-        err.print(res.gate.message(), markup=False, highlight=False)
+        sys.stderr.write(res.gate.message() + "\n")
         out.print(f"results: {saved}  ({report.fit['wall_seconds']} s)", markup=False,
                   highlight=False)
         del to_json
@@ -201,7 +204,7 @@ def summary(
         sys.stdout.write(to_json(report) + "\n")
         return
     out.print(to_rich_table(report))
-    err.print(res.gate.message(), markup=False, highlight=False)
+    sys.stderr.write(res.gate.message() + "\n")
 
 
 def main() -> None:  # pragma: no cover

@@ -68,6 +68,13 @@ def _replicate(model: VariancePartitionModel, params: xr.Dataset, rng: np.random
     return y
 
 
+def generate_errors(model: VariancePartitionModel, params: xr.Dataset,
+                    seed: int | None = None) -> np.ndarray:
+    """Errors for the model's design from its own generative form at the given parameter values
+    (dims ``sample`` plus each effect's dims); one row per sample. For simulation-based checks."""
+    return _replicate(model, params, np.random.default_rng(seed))
+
+
 def _to_tree(y: np.ndarray, chains: int, group: str, observed: np.ndarray) -> xr.DataTree:
     draws = y.shape[0] // chains
     da = xr.DataArray(y[: chains * draws].reshape(chains, draws, -1),
@@ -81,7 +88,7 @@ def _to_tree(y: np.ndarray, chains: int, group: str, observed: np.ndarray) -> xr
 def prior_predictive(model: VariancePartitionModel, draws: int = 100, seed: int | None = None
                      ) -> xr.DataTree:
     m = model.model or model.build_model()
-    names = [v.name for v in m.free_RVs if v.name != "cell_effect"]
+    names = [v.name for v in m.free_RVs if v.name != "cell_mean"]
     names += [d.name for d in m.deterministics]
     with m:
         prior = pm.sample_prior_predictive(draws=draws, var_names=names, random_seed=seed)

@@ -105,7 +105,12 @@ def _clean_for_netcdf(tree: xr.DataTree) -> xr.DataTree:
 
 def write_datatree(tree: xr.DataTree, path: str | Path) -> Path:
     clean = _clean_for_netcdf(tree)
-    return atomic_write(path, lambda tmp: clean.to_netcdf(tmp, engine=ENGINE))
+    # The input table is the bulk of a large results file and compresses well.
+    encoding = {}
+    if DATA_GROUP in clean.children:
+        encoding[f"/{DATA_GROUP}"] = {v: {"zlib": True, "complevel": 4}
+                                      for v in clean[DATA_GROUP].data_vars}
+    return atomic_write(path, lambda tmp: clean.to_netcdf(tmp, engine=ENGINE, encoding=encoding))
 
 
 def read_datatree(path: str | Path) -> xr.DataTree:

@@ -75,11 +75,13 @@ class VariancePartitionModel:
     def _sigma(self, comp: str):
         return self.priors[SIGMA_PRIORS[comp]].create_variable(SIGMA_PRIORS[comp])
 
-    def _design_means(self) -> pt.TensorVariable:
-        """f[task, llm, prompt]: intercept plus every crossed effect, flattened."""
+    def _design_means(self) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+        """(base[task], rest[task·llm·prompt]): the intercept plus task effect, which is
+        constant inside a unit×task cell, and every other crossed effect, flattened."""
         spec, comps = self.spec, set(self.spec.components)
         K, L, P = (len(spec.coords[d]) for d in ("task", "llm", "prompt"))
-        f = self.priors["intercept"].create_variable("intercept") + pt.zeros((K, L, P))
+        base = self.priors["intercept"].create_variable("intercept") + pt.zeros(K)
+        f = pt.zeros((K, L, P))
         if "llm" in comps or "family" in comps:
             llm_total = pt.zeros(L)
             if spec.has_family:
@@ -98,8 +100,8 @@ class VariancePartitionModel:
             f = f + pm.ZeroSumNormal("prompt_effect", sigma=self._sigma("prompt"),
                                      dims="prompt")[None, None, :]
         if "task" in comps:
-            f = f + pm.ZeroSumNormal("task_effect", sigma=self._sigma("task"),
-                                     dims="task")[:, None, None]
+            base = base + pm.ZeroSumNormal("task_effect", sigma=self._sigma("task"),
+                                           dims="task")
         for comp, (name, dims) in EFFECTS.items():
             if ":" not in comp or comp not in comps:
                 continue
@@ -110,30 +112,35 @@ class VariancePartitionModel:
                 f = f + eff.T[:, :, None]
             else:
                 f = f + eff.T[:, None, :]
-        return f.reshape((-1,))
+        return base, f.reshape((-1,))
 
     def build_model(self) -> pm.Model:
         spec, data = self.spec, self.data
         coords = dict(spec.coords)
         with pm.Model(coords=coords) as model:
-            f = self._design_means()
+            base, rest = self._design_means()
+            n_llm, n_prompt = len(spec.coords["llm"]), len(spec.coords["prompt"])
             s2 = {name: self._sigma(name) ** 2 for name, _ in spec.levels}
             s2_cell = self._sigma("unit:task") ** 2
             s_resid = self._sigma("residual")
             if self.likelihood == "gaussian":
                 stats = SufficientStats.from_arrays(data.error, spec.design, spec.n_design,
                                                     data.cell, spec.levels)
+                f = pt.repeat(base, n_llm * n_prompt) + rest
                 pm.Potential("marginal_loglik", gaussian_marginal_logp(
                     stats, f, s2_cell, s_resid**2, s2, xp=pt, segsum=pt_segment_sum))
             else:
                 n_cells = int(data.cell.max()) + 1
                 model.add_coord("cell", np.arange(n_cells))
-                b = pm.Flat("cell_effect", dims="cell")
-                pm.Potential("cell_prior", cell_prior_logp(b, s2_cell, spec.levels, s2, pt,
-                                                           pt_segment_sum))
+                # Hierarchical centring: each cell latent carries its intercept + task effect
+                # (constant inside the cell), so the location parameters do not fight the
+                # 1000s of latents along a direction a diagonal mass matrix cannot adapt to.
+                b = pm.Flat("cell_mean", dims="cell")
+                pm.Potential("cell_prior", cell_prior_logp(
+                    b - base[data.cell_task], s2_cell, spec.levels, s2, pt, pt_segment_sum))
                 nu = 2.0 + self.priors["nu_minus_2"].create_variable("nu_minus_2")
-                pm.StudentT("error", nu=nu, mu=f[spec.design] + b[data.cell], sigma=s_resid,
-                            observed=data.error)
+                pm.StudentT("error", nu=nu, mu=rest[spec.design] + b[data.cell],
+                            sigma=s_resid, observed=data.error)
         self.model = model
         return model
 
