@@ -24,7 +24,6 @@ from misalign.models.serialize import read_datatree, write_datatree
 from .diagnostics import GateResult, diagnostics_gate
 from .shares import compute_shares, share_table
 
-
 NU_WARN = 4.0
 
 
