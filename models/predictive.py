@@ -7,6 +7,7 @@ it checks the variance structure, not the fitted level of any one unit.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -90,7 +91,10 @@ def prior_predictive(model: VariancePartitionModel, draws: int = 100, seed: int 
     m = model.model or model.build_model()
     names = [v.name for v in m.free_RVs if v.name != "cell_mean"]
     names += [d.name for d in m.deterministics]
-    with m:
+    with m, warnings.catch_warnings():
+        # Only the parameters are drawn here; the errors are replicated below, so PyMC's warning
+        # that Potentials are ignored does not apply.
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
         prior = pm.sample_prior_predictive(draws=draws, var_names=names, random_seed=seed)
     ds = prior["prior"].to_dataset().stack(sample=("chain", "draw")).transpose("sample", ...)
     y = _replicate(model, ds, np.random.default_rng(seed))

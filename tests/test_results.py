@@ -69,3 +69,15 @@ def test_posterior_and_prior_predictive(small_fit):
     assert float(y.std()) == pytest.approx(obs.std(), rel=0.1)
     prior = small_fit.model.sample_prior_predictive(draws=20, seed=1)
     assert np.isfinite(prior["prior_predictive"]["error"].values).all()
+
+
+def test_atomic_write_keeps_normal_permissions(tmp_path):
+    import os
+
+    from misalign.data.atomic import atomic_write_text
+
+    p = atomic_write_text(tmp_path / "x.txt", "hello")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)
+    assert p.read_text() == "hello" and list(tmp_path.iterdir()) == [p]
