@@ -17,7 +17,6 @@ from .io import RatingsTable
 from .schema import Problem, ValidationError
 
 ERROR_SCALES = ("expert-sd", "raw")
-NESTING = ("transcript_id", "teacher_id")
 FRAME_COLUMNS = ["unit_id", "transcript_id", "teacher_id", "task", "llm", "family", "prompt",
                  "replicate", "score", "reference", "error"]
 

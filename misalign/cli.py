@@ -15,7 +15,7 @@ from rich.console import Console
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Bayesian measurement of LLM misalignment with expert judgement.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # never break a path or message mid-line
 out = Console()
 
 EXIT_INPUT = 2  # bad input: validation, priors, options
@@ -126,7 +126,7 @@ def fit(
     from misalign.data.simulate import simulate as run_simulation
     from misalign.inference import fit_e1
     from misalign.models import PriorError, read_priors_toml
-    from misalign.reports import E1Report, to_json, to_rich_table
+    from misalign.reports import E1Report, to_rich_table
 
     t0 = time.perf_counter()
     subset = [t.strip() for t in task_subset.split(",")] if task_subset else None
@@ -145,9 +145,9 @@ def fit(
                                                score_policy=score_policy.value,
                                                task_subset=subset)
                 if len(table.dropped):
-                    report = table.write_dropped(results.with_suffix(".dropped.csv"))
+                    dropped = table.write_dropped(results.with_suffix(".dropped.csv"))
                     err.print(f"dropped {len(table.dropped)} row(s) under --score-policy drop; "
-                              f"each with its reason in {report}")
+                              f"each with its reason in {dropped}")
             overrides = read_priors_toml(priors) if priors else None
             if not as_json:
                 err.print(f"fitting {mis.n_ratings:,} LLM ratings: " + ", ".join(
@@ -164,7 +164,10 @@ def fit(
         raise _fail(f"error: {exc}") from None
     except FileNotFoundError as exc:
         raise _fail(f"error: {exc}") from None
-    saved = res.save(results)
+    try:
+        saved = res.save(results)
+    except OSError as exc:
+        raise _fail(f"error: cannot write {results}: {exc}") from None
     report = E1Report.from_results(res)
     report.fit["wall_seconds"] = round(time.perf_counter() - t0, 2)
     if as_json:
@@ -177,7 +180,6 @@ def fit(
         sys.stderr.write(res.gate.message() + "\n")
         out.print(f"results: {saved}  ({report.fit['wall_seconds']} s)", markup=False,
                   highlight=False)
-        del to_json
     if strict and not res.gate.passed:
         raise typer.Exit(EXIT_GATE)
 

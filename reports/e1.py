@@ -24,7 +24,7 @@ class E1Report:
         cfg = results.model.config
         return cls(table=results.table, gate_passed=results.gate.passed,
                    gate_message=results.gate.message(), data=results.model.data.summary(),
-                   config=cfg, fit=results.model.fit_config, notes=list(results.notes))
+                   config=cfg, fit=dict(results.model.fit_config), notes=list(results.notes))
 
     def to_dict(self) -> dict[str, Any]:
         return {"data": self.data, "config": self.config, "fit": self.fit,

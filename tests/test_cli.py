@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import arviz as az
 import pytest
@@ -100,11 +99,27 @@ def test_summary_of_missing_file(tmp_path):
     assert r.returncode == 2 and "file not found" in r.stderr
 
 
-def test_drop_policy_reports(sim_dir, tmp_path):
-    text = (sim_dir / "ratings.csv").read_text().splitlines()
-    text[5] = text[5].rsplit(",", 5)[0] + ",x," + ",".join(text[5].rsplit(",", 5)[2:])
+def test_drop_policy_reports_and_task_subset(sim_dir, tmp_path):
+    lines = (sim_dir / "ratings.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    col = header.index("score")
+    row = lines[5].split(",")
+    row[col] = "x"  # data row 5 (line 6)
+    lines[5] = ",".join(row)
     bad = tmp_path / "r.csv"
-    bad.write_text("\n".join(text) + "\n")
-    r = run("fit", bad, "--out", tmp_path / "r.nc", "--score-policy", "error")
-    assert r.returncode == 2 and "row 5 (line 6), column 'score'" in r.stderr
-    assert Path(tmp_path / "r.nc").exists() is False
+    bad.write_text("\n".join(lines) + "\n")
+    r = run("fit", bad, "--out", tmp_path / "r.nc")
+    assert r.returncode == 2 and "row 5 (line 6), column 'score': score 'x' is not a number" \
+        in r.stderr
+    assert not (tmp_path / "r.nc").exists()
+    r = run("fit", bad, "--out", tmp_path / "r.nc", "--score-policy", "drop", "--task-subset",
+            "CLPC,EXPL", "--draws", 100, "--tune", 100, "--chains", 2, "--json")
+    assert r.returncode == 0, r.stderr
+    # Row 5 is an expert rating: its unit×task loses its only reference, so the 12 LLM
+    # ratings of that cell go too, each listed with that reason.
+    assert "dropped 13 row(s) under --score-policy drop" in r.stderr
+    report = (tmp_path / "r.dropped.csv").read_text().splitlines()
+    assert len(report) == 14 and ",5,score,x,score 'x' is not a number" in report[1]
+    assert all("every expert rating of this unit and task was dropped" in x for x in report[2:])
+    payload = json.loads(r.stdout)
+    assert payload["data"]["task"] == 2
