@@ -268,6 +268,16 @@ def validate_ratings(df: pd.DataFrame, tasks: str | Path | pd.DataFrame | None =
                 problems.append(Problem(message=f"{child} '{name}' belongs to more than one "
                                         f"{parent}: {', '.join(vals)}", column=parent, **loc(i)))
 
+    if {"family", "rater_kind"} <= has:
+        llm_rows = (df["rater_kind"] == "llm").to_numpy()
+        given = (df["family"] != "").to_numpy()
+        if (llm_rows & given).any() and (llm_rows & ~given).any():
+            i = int(np.flatnonzero(llm_rows & ~given)[0])
+            n = int((llm_rows & ~given).sum())
+            problems.append(Problem(message=f"family is empty here and in {n - 1} other LLM "
+                                    "row(s) while other LLMs have one: give every LLM its "
+                                    "family or none", column="family", **loc(i)))
+
     if problems:
         raise ValidationError(problems)
 

@@ -142,3 +142,13 @@ def test_real_ncte_expert_ratings(tmp_path):
     assert len(table.dropped) == len(missing)
     assert len(table.ratings) + len(table.dropped) == len(long)
     assert set(table.dropped["reason"]) == {"score is missing"}
+
+
+def test_partial_families_are_refused(tmp_path):
+    text = GOOD.replace("unit_id,task,rater,rater_kind,prompt,score",
+                        "unit_id,task,rater,rater_kind,prompt,score,family")
+    lines = text.strip().splitlines()
+    lines = [lines[0]] + [x + ("," if "expert" in x else ",gpt") for x in lines[1:]]
+    lines.append("u1,CLPC,meta/llama,llm,base,4,")
+    msgs = problems(write(tmp_path, "\n".join(lines) + "\n"))
+    assert any("row 9 (line 10), column 'family': family is empty here" in m for m in msgs)
