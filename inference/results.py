@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import xarray as xr
@@ -71,11 +70,6 @@ class E1Results:
     def save(self, path: str | Path) -> Path:
         return write_datatree(self.to_datatree(), path)
 
-    def summary(self) -> dict[str, Any]:
-        return {"data": self.model.data.summary(), "config": self.model.config,
-                "fit": self.model.fit_config, "gate": self.gate.to_dict(),
-                "shares": self.table.to_dict(orient="records")}
-
 
 def fit_e1(data: MisalignmentData, likelihood: str = "gaussian", priors: dict | None = None,
            sampler: str = "nutpie", draws: int = 1000, tune: int = 1000, chains: int = 4,
@@ -86,10 +80,7 @@ def fit_e1(data: MisalignmentData, likelihood: str = "gaussian", priors: dict | 
     model.build_model()
     model.fit(sampler=sampler, draws=draws, tune=tune, chains=chains, seed=seed,
               progressbar=progressbar, target_accept=target_accept)
-    shares = compute_shares(model)
-    stats = model.idata["sample_stats"].to_dataset() if "sample_stats" in model.idata.children \
-        else None
-    return E1Results(model=model, shares=shares, gate=diagnostics_gate(shares, stats))
+    return _results(model, compute_shares(model))
 
 
 def load_results(path: str | Path) -> E1Results:
@@ -102,6 +93,12 @@ def load_results(path: str | Path) -> E1Results:
         shares = tree["shares"].to_dataset()
     else:
         shares = compute_shares(model)
-    stats = model.idata["sample_stats"].to_dataset() if model.idata is not None and \
-        "sample_stats" in model.idata.children else None
+    return _results(model, shares)
+
+
+def _results(model: VariancePartitionModel, shares: xr.Dataset) -> E1Results:
+    """Bundle a fitted model with its shares and the gate run on them."""
+    idata = model.idata
+    stats = idata["sample_stats"].to_dataset() if idata is not None and \
+        "sample_stats" in idata.children else None
     return E1Results(model=model, shares=shares, gate=diagnostics_gate(shares, stats))

@@ -15,6 +15,7 @@ import pymc as pm
 import xarray as xr
 
 from .priors import SIGMA_PRIORS
+from .spec import design_means, full_design_means
 
 if TYPE_CHECKING:
     from .variance_partition import VariancePartitionModel
@@ -28,28 +29,8 @@ def _replicate(model: VariancePartitionModel, params: xr.Dataset, rng: np.random
     """params: one dataset with dims (sample, …); returns errors (sample, rating)."""
     spec, data = model.spec, model.data
     S = params.sizes["sample"]
-    K, L, P = (len(spec.coords[d]) for d in ("task", "llm", "prompt"))
-    f = np.broadcast_to(params["intercept"].values[:, None, None, None], (S, K, L, P)).copy()
-
-    def get(name: str) -> np.ndarray | None:
-        return params[name].values if name in params else None
-
-    llm = get("llm_effect")
-    llm = np.zeros((S, L)) if llm is None else llm
-    if get("family_effect") is not None:
-        llm = llm + get("family_effect")[:, spec.llm_family]
-    f += llm[:, None, :, None]
-    if (x := get("prompt_effect")) is not None:
-        f += x[:, None, None, :]
-    if (x := get("task_effect")) is not None:
-        f += x[:, :, None, None]
-    if (x := get("llm_prompt_effect")) is not None:
-        f += x[:, None, :, :]
-    if (x := get("llm_task_effect")) is not None:
-        f += np.transpose(x, (0, 2, 1))[:, :, :, None]
-    if (x := get("prompt_task_effect")) is not None:
-        f += np.transpose(x, (0, 2, 1))[:, :, None, :]
-    f = f.reshape(S, -1)
+    effects = {k: params[k].values for k in _EFFECT_VARS if k in params}
+    f = full_design_means(*design_means(effects, spec, np), spec, np)
     n_cells = int(data.cell.max()) + 1
     sig = {c: params[SIGMA_PRIORS[c]].values for c in spec.components if c in SIGMA_PRIORS
            and SIGMA_PRIORS[c] in params}

@@ -98,3 +98,44 @@ def within_family_basis(llm_family: np.ndarray) -> np.ndarray:
             v[members[j]] = -j
             cols.append(v / np.linalg.norm(v))
     return np.column_stack(cols) if cols else np.zeros((L, 0))
+
+
+def design_means(effects: dict, spec: ModelSpec, xp=np) -> tuple:
+    """The crossed part of the mean, in the design-cell layout of ``spec.design``.
+
+    ``effects`` maps posterior variable names (``intercept``, ``llm_effect``, ``family_effect``,
+    ``prompt_effect``, ``task_effect``, ``llm_prompt_effect``, ``llm_task_effect``,
+    ``prompt_task_effect``) to pytensor tensors or to numpy arrays with leading batch axes
+    (draws); absent effects count as zero. Returns ``base`` (…, task): intercept + task effect,
+    constant inside a unit×task cell, and ``rest`` (…, task·llm·prompt): every other effect.
+    One function for the sampler's graph and the numpy replications, so they cannot drift apart.
+    """
+    K, L, P = (len(spec.coords[d]) for d in ("task", "llm", "prompt"))
+    get = effects.get
+    base = effects["intercept"][..., None] + xp.zeros(K)
+    if get("task_effect") is not None:
+        base = base + get("task_effect")
+    rest = xp.zeros((K, L, P))
+    llm = get("llm_effect")
+    if spec.has_family and get("family_effect") is not None:
+        fam = xp.take(get("family_effect"), spec.llm_family, axis=-1)
+        llm = fam if llm is None else llm + fam
+    if llm is not None:
+        rest = rest + llm[..., None, :, None]
+    if get("prompt_effect") is not None:
+        rest = rest + get("prompt_effect")[..., None, None, :]
+    if get("llm_prompt_effect") is not None:
+        rest = rest + get("llm_prompt_effect")[..., None, :, :]
+    if get("llm_task_effect") is not None:
+        rest = rest + xp.swapaxes(get("llm_task_effect"), -1, -2)[..., :, :, None]
+    if get("prompt_task_effect") is not None:
+        rest = rest + xp.swapaxes(get("prompt_task_effect"), -1, -2)[..., :, None, :]
+    rest = rest.reshape((K * L * P,)) if rest.ndim == 3 else rest.reshape(
+        (*rest.shape[:-3], K * L * P))
+    return base, rest
+
+
+def full_design_means(base, rest, spec: ModelSpec, xp=np):
+    """base + rest as one value per design cell (…, task·llm·prompt)."""
+    n = len(spec.coords["llm"]) * len(spec.coords["prompt"])
+    return xp.repeat(base, n, axis=-1) + rest

@@ -26,7 +26,13 @@ from .backend import TARGET_ACCEPT, sample
 from .likelihood import SufficientStats, cell_prior_logp, gaussian_marginal_logp, pt_segment_sum
 from .predictive import posterior_predictive, prior_predictive
 from .priors import SIGMA_PRIORS, default_priors, resolve_priors
-from .spec import ModelSpec, make_spec, within_family_basis
+from .spec import (
+    ModelSpec,
+    design_means,
+    full_design_means,
+    make_spec,
+    within_family_basis,
+)
 
 EFFECTS = {  # component -> (posterior variable, dims)
     "llm": ("llm_effect", ("llm",)), "family": ("family_effect", ("family",)),
@@ -76,57 +82,38 @@ class VariancePartitionModel:
         return self.priors[SIGMA_PRIORS[comp]].create_variable(SIGMA_PRIORS[comp])
 
     def _design_means(self) -> tuple[pt.TensorVariable, pt.TensorVariable]:
-        """(base[task], rest[task·llm·prompt]): the intercept plus task effect, which is
-        constant inside a unit×task cell, and every other crossed effect, flattened."""
+        """Create the crossed-effect variables; return (base, rest) from ``design_means``."""
         spec, comps = self.spec, set(self.spec.components)
-        K, L, P = (len(spec.coords[d]) for d in ("task", "llm", "prompt"))
-        base = self.priors["intercept"].create_variable("intercept") + pt.zeros(K)
-        f = pt.zeros((K, L, P))
-        if "llm" in comps or "family" in comps:
-            llm_total = pt.zeros(L)
-            if spec.has_family:
-                fam = pm.ZeroSumNormal("family_effect", sigma=self._sigma("family"),
-                                       dims="family")
-                basis = within_family_basis(spec.llm_family)
-                if "llm" in comps and basis.shape[1] > 0:
-                    z = pm.Normal("llm_within_family", 0.0, self._sigma("llm"),
-                                  shape=basis.shape[1])
-                    llm_total = pm.Deterministic("llm_effect", pt.dot(basis, z), dims="llm")
-                llm_total = llm_total + fam[spec.llm_family]
-            else:
-                llm_total = pm.ZeroSumNormal("llm_effect", sigma=self._sigma("llm"), dims="llm")
-            f = f + llm_total[None, :, None]
-        if "prompt" in comps:
-            f = f + pm.ZeroSumNormal("prompt_effect", sigma=self._sigma("prompt"),
-                                     dims="prompt")[None, None, :]
-        if "task" in comps:
-            base = base + pm.ZeroSumNormal("task_effect", sigma=self._sigma("task"),
-                                           dims="task")
+        eff = {"intercept": self.priors["intercept"].create_variable("intercept")}
+        if spec.has_family:
+            eff["family_effect"] = pm.ZeroSumNormal("family_effect", sigma=self._sigma("family"),
+                                                    dims="family")
+            basis = within_family_basis(spec.llm_family)
+            if "llm" in comps and basis.shape[1] > 0:
+                z = pm.Normal("llm_within_family", 0.0, self._sigma("llm"),
+                              shape=basis.shape[1])
+                eff["llm_effect"] = pm.Deterministic("llm_effect", pt.dot(basis, z), dims="llm")
+        elif "llm" in comps:
+            eff["llm_effect"] = pm.ZeroSumNormal("llm_effect", sigma=self._sigma("llm"),
+                                                 dims="llm")
         for comp, (name, dims) in EFFECTS.items():
-            if ":" not in comp or comp not in comps:
-                continue
-            eff = pm.ZeroSumNormal(name, sigma=self._sigma(comp), dims=dims, n_zerosum_axes=2)
-            if comp == "llm:prompt":
-                f = f + eff[None, :, :]
-            elif comp == "llm:task":
-                f = f + eff.T[:, :, None]
-            else:
-                f = f + eff.T[:, None, :]
-        return base, f.reshape((-1,))
+            if comp in comps and comp not in ("llm", "family"):
+                eff[name] = pm.ZeroSumNormal(name, sigma=self._sigma(comp), dims=dims,
+                                             n_zerosum_axes=len(dims))
+        return design_means(eff, spec, pt)
 
     def build_model(self) -> pm.Model:
         spec, data = self.spec, self.data
         coords = dict(spec.coords)
         with pm.Model(coords=coords) as model:
             base, rest = self._design_means()
-            n_llm, n_prompt = len(spec.coords["llm"]), len(spec.coords["prompt"])
             s2 = {name: self._sigma(name) ** 2 for name, _ in spec.levels}
             s2_cell = self._sigma("unit:task") ** 2
             s_resid = self._sigma("residual")
             if self.likelihood == "gaussian":
                 stats = SufficientStats.from_arrays(data.error, spec.design, spec.n_design,
                                                     data.cell, spec.levels)
-                f = pt.repeat(base, n_llm * n_prompt) + rest
+                f = full_design_means(base, rest, spec, pt)
                 pm.Potential("marginal_loglik", gaussian_marginal_logp(
                     stats, f, s2_cell, s_resid**2, s2, xp=pt, segsum=pt_segment_sum))
             else:
