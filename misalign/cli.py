@@ -39,6 +39,7 @@ class Likelihood(StrEnum):
 
 class Sampler(StrEnum):
     nutpie = "nutpie"
+    numpyro = "numpyro"
     pymc = "pymc"
 
 
@@ -97,7 +98,9 @@ def fit(
     error_scale: Annotated[ErrorScale, typer.Option(help="Common scale of the errors.")
                            ] = ErrorScale.expert_sd,
     likelihood: Annotated[Likelihood, typer.Option()] = Likelihood.gaussian,
-    sampler: Annotated[Sampler, typer.Option()] = Sampler.nutpie,
+    sampler: Annotated[Sampler, typer.Option(help=(
+        "nutpie: CPU, fastest here; numpyro: JAX, uses a GPU when one is visible "
+        '(pip install "misalign[jax]"); pymc: PyMC\'s own NUTS.'))] = Sampler.nutpie,
     draws: Annotated[int, typer.Option(min=1)] = 1000,
     tune: Annotated[int, typer.Option(min=0)] = 1000,
     chains: Annotated[int, typer.Option(min=1)] = 4,
@@ -162,7 +165,7 @@ def fit(
         raise _problems(exc) from None
     except PriorError as exc:
         raise _fail(f"error: {exc}") from None
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ImportError) as exc:
         raise _fail(f"error: {exc}") from None
     try:
         saved = res.save(results)
@@ -178,8 +181,10 @@ def fit(
         for note in dict.fromkeys(caught + res.notes):
             err.print(f"note: {note}", markup=False, highlight=False)
         sys.stderr.write(res.gate.message() + "\n")
-        out.print(f"results: {saved}  ({report.fit['wall_seconds']} s)", markup=False,
-                  highlight=False)
+        tm = report.fit.get("timing", {})
+        out.print(f"results: {saved}  ({report.fit['wall_seconds']} s; compile "
+                  f"{tm.get('compile_s', float('nan')):.1f} s, sampling "
+                  f"{tm.get('sample_s', float('nan')):.1f} s)", markup=False, highlight=False)
     if strict and not res.gate.passed:
         raise typer.Exit(EXIT_GATE)
 

@@ -1,32 +1,76 @@
-"""Run a sampler on a PyMC model, chosen by name: nutpie (default) or PyMC's own NUTS."""
+"""Run a sampler on a PyMC model, chosen by name; the same PyMC model feeds every backend.
+
+- ``nutpie`` (default, CPU): the PyMC graph compiled by numba, NUTS in Rust. Fastest here: one
+  gradient of the marginalised E1 model is tens of µs, so a sampler with per-step overhead loses.
+- ``numpyro``: the graph compiled to JAX, NUTS in numpyro. Runs on a GPU when JAX sees one
+  (``pip install "misalign[jax]"`` plus a CUDA build of jaxlib); on a CPU it is slower than
+  nutpie for this model (see benchmarks/README.md). Chains run ``vectorized`` on one accelerator
+  and ``parallel`` over CPU devices.
+- ``pymc``: PyMC's own NUTS, for comparison and for platforms without the other two.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 
 import pymc as pm
 import xarray as xr
 
-SAMPLERS = ("nutpie", "pymc")
+SAMPLERS = ("nutpie", "numpyro", "pymc")
 # Factors with few levels pin their realised effects, so log σ meets a steep wall
 # (−α²/2σ²) in its left tail; smaller steps avoid the rare divergences there. Gradients of
 # the marginalised model are cheap, so the extra leapfrog steps cost little.
 TARGET_ACCEPT = 0.95
 
 
+def _jax_platform() -> str:
+    import jax
+
+    return jax.default_backend()
+
+
 def sample(model: pm.Model, sampler: str = "nutpie", draws: int = 1000, tune: int = 1000,
            chains: int = 4, seed: int | None = None, progressbar: bool = True,
-           target_accept: float = TARGET_ACCEPT) -> xr.DataTree:
+           target_accept: float = TARGET_ACCEPT, timing: dict | None = None) -> xr.DataTree:
+    """Sample ``model``; ``timing`` (if given) receives compile_s and sample_s."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, not {sampler!r}")
+    timing = {} if timing is None else timing
     cores = min(chains, os.cpu_count() or 1)
+    t0 = time.perf_counter()
     if sampler == "nutpie":
         import nutpie
 
         compiled = nutpie.compile_pymc_model(model)
-        return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                             progress_bar=progressbar, cores=cores, target_accept=target_accept)
+        t1 = time.perf_counter()
+        out = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+                            progress_bar=progressbar, cores=cores, target_accept=target_accept)
+        timing.update(compile_s=t1 - t0, sample_s=time.perf_counter() - t1)
+        return out
+    if sampler == "numpyro":
+        if "jax" not in __import__("sys").modules:
+            # One CPU device per core, so CPU chains can run in parallel (no effect on GPUs).
+            os.environ.setdefault("XLA_FLAGS",
+                                  f"--xla_force_host_platform_device_count={cores}")
+        try:
+            platform = _jax_platform()
+        except ImportError as exc:
+            raise ImportError("--sampler numpyro needs JAX and numpyro: "
+                              'pip install "misalign[jax]"') from exc
+        method = "parallel" if platform == "cpu" else "vectorized"
+        with model:
+            out = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
+                            progressbar=progressbar, target_accept=target_accept,
+                            nuts_sampler="numpyro", compute_convergence_checks=False,
+                            nuts_sampler_kwargs={"chain_method": method})
+        # numpyro compiles inside its first call; PyMC does not report the split.
+        timing.update(compile_s=float("nan"), sample_s=time.perf_counter() - t0,
+                      platform=platform, chain_method=method)
+        return out
     with model:
-        return pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
-                         progressbar=progressbar, compute_convergence_checks=False,
-                         target_accept=target_accept)
+        out = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
+                        progressbar=progressbar, compute_convergence_checks=False,
+                        target_accept=target_accept)
+    timing.update(compile_s=float("nan"), sample_s=time.perf_counter() - t0)
+    return out

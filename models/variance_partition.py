@@ -137,10 +137,12 @@ class VariancePartitionModel:
             target_accept: float = TARGET_ACCEPT) -> xr.DataTree:
         """Sample the posterior; returns (and keeps) an ArviZ DataTree."""
         model = self.model or self.build_model()
+        timing: dict[str, Any] = {}
         self.idata = sample(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
-                            seed=seed, progressbar=progressbar, target_accept=target_accept)
+                            seed=seed, progressbar=progressbar, target_accept=target_accept,
+                            timing=timing)
         self.fit_config = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
-                           "seed": seed, "target_accept": target_accept}
+                           "seed": seed, "target_accept": target_accept, "timing": timing}
         return self.idata
 
     def sample_prior_predictive(self, draws: int = 100, seed: int | None = None) -> xr.DataTree:

@@ -35,8 +35,9 @@ def _groups(data, spec, s2):
     return groups
 
 
+@pytest.mark.parametrize("grouped", [False, True], ids=["per-cell", "grouped"])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_marginal_equals_dense(seed):
+def test_marginal_equals_dense(seed, grouped):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         data = _data(seed)
@@ -46,7 +47,8 @@ def test_marginal_equals_dense(seed):
     s2 = {"unit:task": 0.4, "unit": 0.3, "transcript": 0.2, "teacher": 0.5}
     s2_res = 0.7
     stats = SufficientStats.from_arrays(data.error, spec.design, spec.n_design, data.cell,
-                                        spec.levels)
+                                        spec.levels, grouped=grouped)
+    assert (stats.grouped is not None) == grouped
     assert stats.patterns.shape[0] > 3  # incomplete cells exercise their own patterns
     levels = {n: s2[n] for n, _ in spec.levels}
     fast = gaussian_marginal_logp(stats, f, s2["unit:task"], s2_res, levels)

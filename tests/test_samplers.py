@@ -36,6 +36,23 @@ def test_pymc_and_nutpie_agree(tiny):
                                   a.shares["finite_population"].values)
 
 
+def test_numpyro_runs_the_same_model(tiny):
+    """The JAX backend samples the same PyMC model (on the CPU here, a GPU where present)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = fit_e1(tiny, sampler="numpyro", draws=300, tune=300, chains=2, seed=1,
+                   progressbar=False)
+        b = fit_e1(tiny, sampler="nutpie", draws=300, tune=300, chains=2, seed=1,
+                   progressbar=False)
+    assert c.model.fit_config["sampler"] == "numpyro"
+    assert c.model.fit_config["timing"]["platform"] in ("cpu", "gpu", "cuda")
+    np.testing.assert_allclose(c.shares["superpopulation"].sum("component"), 1.0)
+    rc = float(c.shares["finite_population"].sel(component="residual").mean())
+    rb = float(b.shares["finite_population"].sel(component="residual").mean())
+    assert rc == pytest.approx(rb, abs=0.08)
+    assert b.model.fit_config["timing"]["compile_s"] > 0
+
+
 def test_unknown_sampler_is_refused(tiny):
     with pytest.raises(ValueError, match="sampler must be one of"):
         fit_e1(tiny, sampler="stan", draws=10, tune=10)

@@ -1,0 +1,98 @@
+"""The cell level of the Gaussian marginal likelihood folded into patterns: O(units), not O(cells).
+
+A cell's contribution depends on the parameters only through its pattern k (which design cells it
+holds, how often): the pattern fixes n_k, the design-mean total g_k = Σ_d n_kd f_d and the cell
+precision λ_k = 1 / (σ²_cell + σ²_resid / n_k). So every sum over cells that the recursion in
+``likelihood.py`` needs is a sum over patterns of fixed data totals times parameter terms:
+
+    Σ_c w_k(c) (S_c − g_k(c))²  = Σ_k w_k (Q_k − 2 g_k A_k + N_k g_k²)
+    Σ_{c∈u} λ_c m_c             = Σ_v (λ_v / n_v) T_uv − h[up(u)],  h = C (λ g / n)
+    Λ_u = Σ_{c∈u} λ_c           = (C λ)[up(u)]
+
+with A_k, Q_k, N_k the sum, sum of squares and number of the cell totals S_c of pattern k, T_uv
+the total of unit u's cells with n_c = n_v, and C the pattern counts of each distinct *unit
+pattern* up(u). In a balanced study (one pattern per task, one unit pattern) the cell level costs
+O(tasks × design cells) and the first nested level O(units): the reference preset has 46,200 cells
+but 6,600 units. Unbalanced data with many distinct patterns fall back to the per-cell form
+(``build`` decides by the size of the folded arrays).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .likelihood import SufficientStats
+
+
+@dataclass
+class GroupedCells:
+    pat_n: np.ndarray  # (K,) ratings per cell of each pattern
+    pat_cells: np.ndarray  # (K,) N_k: cells with the pattern
+    pat_sum: np.ndarray  # (K,) A_k = Σ S_c
+    pat_sumsq: np.ndarray  # (K,) Q_k = Σ S_c²
+    n_values: np.ndarray  # (V,) distinct cell sizes
+    pat_value: np.ndarray  # (K,) index of each pattern's n in n_values
+    unit_totals: np.ndarray  # (U, V) T_uv
+    unit_pattern: np.ndarray  # (U,) index of each unit's row in unit_counts
+    unit_counts: np.ndarray  # (UP, K) C: cells of each pattern in a unit of that unit pattern
+    unit_mult: np.ndarray  # (UP,) units with each unit pattern
+    unit_children: np.ndarray  # (U,) cells per unit
+    level: str  # name of the first nested level (usually "unit")
+
+    @classmethod
+    def build(cls, stats: SufficientStats, force: bool | None = None) -> GroupedCells | None:
+        """Fold the cells when that shrinks the work (or when ``force`` says so)."""
+        if not stats.parents or force is False:
+            return None
+        level, unit_of = stats.parents[0]
+        K, n_cells = stats.patterns.shape[0], len(stats.cell_n)
+        U = int(unit_of.max()) + 1
+        pat_n = stats.patterns.sum(axis=1)
+        n_values, pat_value = np.unique(pat_n, return_inverse=True)
+        V = len(n_values)
+        if force is None and (U * (V + 1) >= n_cells or U * K > 50_000_000):
+            return None
+        k = stats.cell_pattern
+        counts = np.zeros((U, K))
+        np.add.at(counts, (unit_of, k), 1.0)
+        unit_counts, unit_pattern = np.unique(counts, axis=0, return_inverse=True)
+        if force is None and U * (V + 1) + unit_counts.size >= n_cells:
+            return None
+        totals = np.zeros((U, V))
+        np.add.at(totals, (unit_of, pat_value[k]), stats.cell_sum)
+        return cls(
+            pat_n=pat_n, pat_cells=np.bincount(k, minlength=K).astype(np.float64),
+            pat_sum=np.bincount(k, weights=stats.cell_sum, minlength=K),
+            pat_sumsq=np.bincount(k, weights=stats.cell_sum**2, minlength=K),
+            n_values=n_values.astype(np.float64), pat_value=pat_value.ravel(),
+            unit_totals=totals, unit_pattern=unit_pattern.ravel(), unit_counts=unit_counts,
+            unit_mult=np.bincount(unit_pattern.ravel(), minlength=len(unit_counts)).astype(
+                np.float64),
+            unit_children=np.bincount(unit_of, minlength=U).astype(np.float64), level=level)
+
+    def resid_sq(self, g, w, xp):
+        """Σ_c w_k(c) (S_c − g_k(c))² from the pattern totals."""
+        return xp.sum(w * (self.pat_sumsq - 2.0 * g * self.pat_sum + self.pat_cells * g**2))
+
+    def logp(self, stats: SufficientStats, g, sigma2_cell, sigma2_resid, sigma2: dict, xp,
+             segsum: Callable):
+        """The cell level and the first nested level; the rest goes through ``nested_logp``."""
+        from .likelihood import LOG_2PI, nested_logp
+
+        lam_k = 1.0 / (sigma2_cell + sigma2_resid / self.pat_n)
+        lam_v = 1.0 / (sigma2_cell + sigma2_resid / self.n_values)
+        h = xp.dot(self.unit_counts, lam_k * g / self.pat_n)
+        lam_up = xp.dot(self.unit_counts, lam_k)
+        s_lm = xp.dot(self.unit_totals, lam_v / self.n_values) - h[self.unit_pattern]
+        lam_u = lam_up[self.unit_pattern]
+        total = (-0.5 * float(np.sum(self.unit_children - 1)) * LOG_2PI
+                 + 0.5 * xp.sum(self.pat_cells * xp.log(lam_k))
+                 - 0.5 * xp.sum(self.unit_mult * xp.log(lam_up))
+                 - 0.5 * (self.resid_sq(g, lam_k / self.pat_n**2, xp) - xp.sum(s_lm**2 / lam_u)))
+        m_u, s2_u = s_lm / lam_u, sigma2[self.level] + 1.0 / lam_u
+        return total + nested_logp(m_u, s2_u, stats.parents[1:], sigma2, xp, segsum)
