@@ -7,12 +7,14 @@ Problems name the file, the 1-based data row (and the line, for text files) and 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .categorical import clean_text, replace_label
 from .schema import (
     OPTIONAL_RATING_COLUMNS,
     RATER_KINDS,
@@ -45,24 +47,35 @@ class RatingsTable:
 
 
 def _read_table(path: Path) -> tuple[pd.DataFrame, bool]:
-    """Return the table with every cell as a string (missing = "") and whether it is text."""
+    """Return the table (text columns as Categoricals, missing = "") and whether it is text."""
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-        out = pd.DataFrame(index=df.index)
-        for col in df.columns:
-            s = df[col]
-            if pd.api.types.is_float_dtype(s) and col not in ("score", "scale_min", "scale_max"):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        out = {}
+        for name, col in zip(table.column_names, table.columns, strict=True):
+            if pa.types.is_floating(col.type) and name not in ("score", "scale_min",
+                                                                "scale_max"):
                 # Integer ids stored as float because of missing values: 12.0 -> "12".
-                txt = s.map(lambda v: "" if pd.isna(v) else (str(int(v)) if float(v).is_integer()
-                                                             else str(v)))
+                s = col.to_pandas()
+                out[name] = clean_text(s.map(lambda v: "" if pd.isna(v) else (
+                    str(int(v)) if float(v).is_integer() else str(v))))
+            elif name in ("score", "scale_min", "scale_max") and (
+                    pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+                out[name] = col.to_pandas().astype(float)
             else:
-                txt = s.astype("string").fillna("").astype(str)
-            out[str(col)] = txt
-        return out.reset_index(drop=True), False
+                if not pa.types.is_dictionary(col.type):
+                    col = pc.dictionary_encode(col.cast(pa.string()) if not (
+                        pa.types.is_string(col.type) or pa.types.is_large_string(col.type))
+                        else col)
+                out[name] = clean_text(col.to_pandas())
+        return pd.DataFrame(out).reset_index(drop=True), False
     if suffix in (".csv", ".txt", ".tsv"):
         sep = "\t" if suffix == ".tsv" else ","
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
+        df = pd.read_csv(path, dtype="category", keep_default_na=False, sep=sep)
         df.columns = [str(c).strip() for c in df.columns]
         return df, True
     raise ValidationError([Problem(str(path),
@@ -112,7 +125,10 @@ def read_tasks(path: str | Path | None, used_tasks: list[str] | None = None) -> 
     if problems:
         raise ValidationError(problems)
     out = df[list(TASK_COLUMNS)].copy()
-    out["task"] = out["task"].str.strip()
+    out["task"] = clean_text(out["task"]).astype(str)
+    for col in ("scale_min", "scale_max"):
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype(str)
     for col in ("scale_min", "scale_max"):
         num = pd.to_numeric(out[col], errors="coerce")
         for i in np.flatnonzero(num.isna().to_numpy()):
@@ -158,7 +174,7 @@ def validate_ratings(df: pd.DataFrame, tasks: str | Path | pd.DataFrame | None =
     df.columns = [str(c) for c in df.columns]
     for col in df.columns:
         if col != "score":
-            df[col] = df[col].astype("string").fillna("").astype(str).str.strip()
+            df[col] = clean_text(df[col])
     problems = _check_columns(df, file, RATING_COLUMNS, REQUIRED_RATING_COLUMNS, text)
     # Keep checking a misspelled column under the name it was meant to have, so one run
     # reports every problem (the misspelling itself is already among them).
@@ -169,9 +185,10 @@ def validate_ratings(df: pd.DataFrame, tasks: str | Path | pd.DataFrame | None =
     has = set(df.columns)
     for col in OPTIONAL_RATING_COLUMNS:
         if col not in has:
-            df[col] = "1" if col == "replicate" else ""
+            df[col] = pd.Categorical.from_codes(np.zeros(len(df), dtype=np.int8),
+                                                categories=["1" if col == "replicate" else ""])
     if "replicate" in has:
-        df.loc[df["replicate"] == "", "replicate"] = "1"
+        df["replicate"] = replace_label(df["replicate"], "", "1")
 
     if isinstance(tasks, pd.DataFrame):
         task_table = tasks.copy()
@@ -215,30 +232,27 @@ def validate_ratings(df: pd.DataFrame, tasks: str | Path | pd.DataFrame | None =
                                     "with its scale", column="task", **loc(i)))
 
     if "score" in has:
-        raw = df["score"]
-        as_text = raw.astype("string").fillna("").astype(str).str.strip()
-        num = pd.to_numeric(as_text, errors="coerce")
-        missing = (as_text == "").to_numpy()
-        unparsed = (num.isna().to_numpy()) & ~missing
-        df["score"] = num.astype(float)
+        num, missing, as_text = _parse_scores(df["score"])
+        unparsed = np.isnan(num) & ~missing
+        df["score"] = num
         bad_rows: list[tuple[int, str]] = []
         for i in np.flatnonzero(missing):
             bad_rows.append((i, "score is missing"))
         for i in np.flatnonzero(unparsed):
-            bad_rows.append((i, f"score '{as_text.iat[i]}' is not a number"))
+            bad_rows.append((i, f"score '{as_text(i)}' is not a number"))
         if "task" in has:
-            lo = df["task"].map(scale["scale_min"]).to_numpy(dtype=float)
-            hi = df["task"].map(scale["scale_max"]).to_numpy(dtype=float)
+            lo = _map_float(df["task"], scale["scale_min"])
+            hi = _map_float(df["task"], scale["scale_max"])
             sc = df["score"].to_numpy()
             out = np.isfinite(sc) & np.isfinite(lo) & ((sc < lo) | (sc > hi))
             for i in np.flatnonzero(out):
-                bad_rows.append((i, f"score {as_text.iat[i]} is outside the "
+                bad_rows.append((i, f"score {as_text(i)} is outside the "
                                     f"{lo[i]:g}–{hi[i]:g} scale of task '{df['task'].iat[i]}'"))
         bad_rows.sort()
         if score_policy == "error":
             problems.extend(Problem(message=m, column="score", **loc(i)) for i, m in bad_rows)
         else:
-            drops.extend((i, "score", str(as_text.iat[i]), m) for i, m in bad_rows)
+            drops.extend((i, "score", str(as_text(i)), m) for i, m in bad_rows)
 
     key_cols = [c for c in RATING_KEY if c in df.columns]
     if all(c in has for c in RATING_KEY if c != "replicate"):
@@ -285,10 +299,12 @@ def validate_ratings(df: pd.DataFrame, tasks: str | Path | pd.DataFrame | None =
     for i, *_ in drops:
         keep[i] = False
     # An LLM rating is only measurable against an expert reference for the same unit and task.
-    cell = df["unit_id"] + "\x1f" + df["task"]
+    n_task = len(df["task"].cat.categories)
+    cell = (np.asarray(df["unit_id"].cat.codes, dtype=np.int64) * n_task
+            + np.asarray(df["task"].cat.codes, dtype=np.int64))
     is_llm = (df["rater_kind"] == "llm").to_numpy()
-    in_any = cell.isin(set(cell[~is_llm])).to_numpy()
-    in_kept = cell.isin(set(cell[~is_llm & keep])).to_numpy()
+    in_any = np.isin(cell, cell[~is_llm])
+    in_kept = np.isin(cell, cell[~is_llm & keep])
     for i in np.flatnonzero(is_llm & keep & ~in_any):
         problems.append(Problem(message=f"no expert rated unit '{df['unit_id'].iat[i]}' on task "
                                 f"'{df['task'].iat[i]}', so this LLM rating has no reference",
@@ -302,6 +318,27 @@ def validate_ratings(df: pd.DataFrame, tasks: str | Path | pd.DataFrame | None =
 
     dropped = pd.DataFrame(
         [(file, i + 1, col, val, why) for i, col, val, why in sorted(drops)], columns=DROP_COLUMNS)
-    ratings = df.loc[keep, list(RATING_COLUMNS)].reset_index(drop=True)
-    ratings["replicate"] = ratings["replicate"].astype(str)
+    ratings = df.loc[keep, list(RATING_COLUMNS)].reset_index(drop=True) if not keep.all() \
+        else df[list(RATING_COLUMNS)]
     return RatingsTable(ratings=ratings, tasks=task_table, dropped=dropped, source=file)
+
+
+def _parse_scores(s: pd.Series) -> tuple[np.ndarray, np.ndarray, Callable[[int], str]]:
+    """Scores as floats (NaN where missing or not a number), which are missing, and the raw
+    text of one row (for messages)."""
+    if pd.api.types.is_numeric_dtype(s.dtype) and not isinstance(s.dtype, pd.CategoricalDtype):
+        num = s.to_numpy(dtype=float)
+        return num, np.isnan(num), lambda i: "" if np.isnan(num[i]) else f"{num[i]:g}"
+    text = clean_text(s)
+    labels = np.asarray(text.cat.categories, dtype=object)
+    values = pd.to_numeric(pd.Series(labels.astype(str)), errors="coerce").to_numpy(dtype=float)
+    codes = np.asarray(text.cat.codes, dtype=np.int64)
+    return values[codes], (labels == "")[codes], lambda i: str(labels[codes[i]])
+
+
+def _map_float(s: pd.Series, mapping: pd.Series) -> np.ndarray:
+    """Per-row lookup through the labels (NaN for labels the mapping lacks)."""
+    cats = pd.Index(s.cat.categories)
+    per_label = mapping.reindex(cats).to_numpy(dtype=float)
+    codes = np.asarray(s.cat.codes, dtype=np.int64)
+    return np.where(codes >= 0, per_label[np.maximum(codes, 0)], np.nan)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .categorical import clean_text, sorted_codes
 from .io import RatingsTable
 from .schema import Problem, ValidationError
 
@@ -22,8 +23,7 @@ FRAME_COLUMNS = ["unit_id", "transcript_id", "teacher_id", "task", "llm", "famil
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
-    cat = pd.Categorical(values, categories=sorted(pd.unique(values)))
-    return cat.codes.astype(np.int32), [str(c) for c in cat.categories]
+    return sorted_codes(values)
 
 
 @dataclass
@@ -63,7 +63,10 @@ class MisalignmentData:
             self.llm_family = None
         # Cells (unit×task) and the nesting tree above them: unit → transcript → teacher.
         # ``parents[k]`` maps each node of level k−1 (cells first) to its parent at level k.
-        self.cell, _ = _codes(f["unit_id"] + "\x1f" + f["task"])
+        unit_all, _ = _codes(f["unit_id"])
+        _, self.cell = np.unique(unit_all.astype(np.int64) * len(self.labels["task"]) + self.task,
+                                 return_inverse=True)  # sorted by unit, then task
+        self.cell = self.cell.ravel().astype(np.int32)
         cells = (f[["unit_id", "task", "transcript_id", "teacher_id"]].assign(_cell=self.cell)
                  .drop_duplicates("_cell").sort_values("_cell"))
         unit_code, self.labels["unit"] = _codes(cells["unit_id"])
@@ -88,12 +91,17 @@ class MisalignmentData:
         return [name for name, _ in self.parents]
 
     def data_hash(self) -> str:
+        """SHA-256 of the table's content (labels and their canonical codes, float bytes)."""
         h = hashlib.sha256()
         for col in FRAME_COLUMNS:
-            v = self.frame[col].to_numpy()
             h.update(col.encode())
-            h.update(np.ascontiguousarray(v).tobytes() if v.dtype.kind == "f"
-                     else "\x1e".join(map(str, v)).encode())
+            v = self.frame[col]
+            if pd.api.types.is_float_dtype(v.dtype):
+                h.update(np.ascontiguousarray(v.to_numpy(dtype=np.float64)).tobytes())
+            else:
+                codes, labels = sorted_codes(v)
+                h.update("\x1e".join(labels).encode())
+                h.update(np.ascontiguousarray(codes).tobytes())
         return h.hexdigest()
 
     def summary(self) -> dict:
@@ -109,6 +117,10 @@ class MisalignmentData:
     def from_frame(cls, frame: pd.DataFrame, error_scale: str, task_scale: dict[str, float],
                    n_experts: int = 0, n_expert_ratings: int = 0) -> MisalignmentData:
         frame = frame[FRAME_COLUMNS].reset_index(drop=True)
+        for col in FRAME_COLUMNS:
+            if col not in ("score", "reference", "error") and not isinstance(
+                    frame[col].dtype, pd.CategoricalDtype):
+                frame[col] = clean_text(frame[col])
         return cls(frame=frame, error_scale=error_scale, task_scale=dict(task_scale),
                    n_experts=n_experts, n_expert_ratings=n_expert_ratings)
 
@@ -119,6 +131,10 @@ def build_misalignment(table: RatingsTable, error_scale: str = "expert-sd",
     if error_scale not in ERROR_SCALES:
         raise ValueError(f"error_scale must be one of {ERROR_SCALES}, not {error_scale!r}")
     r = table.ratings
+    text = [c for c in r.columns if c != "score" and not isinstance(r[c].dtype,
+                                                                      pd.CategoricalDtype)]
+    if text:
+        r = r.assign(**{c: clean_text(r[c]) for c in text})
     if tasks is not None:
         unknown = sorted(set(tasks) - set(r["task"]))
         if unknown:
@@ -144,7 +160,9 @@ def build_misalignment(table: RatingsTable, error_scale: str = "expert-sd",
         task_scale = {str(t): 1.0 for t in sorted(llms["task"].unique())}
     f = llms.join(ref, on=["unit_id", "task"])
     f = f.rename(columns={"rater": "llm"})
-    f["error"] = (f["score"] - f["reference"]) / f["task"].map(task_scale)
+    per_task = pd.Series(task_scale, dtype=float).reindex(f["task"].cat.categories)
+    f["error"] = (f["score"] - f["reference"]) / per_task.to_numpy()[
+        np.asarray(f["task"].cat.codes, dtype=np.int64)]
     return MisalignmentData.from_frame(
         f, error_scale, task_scale, n_experts=int(experts["rater"].nunique()),
         n_expert_ratings=len(experts))

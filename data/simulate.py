@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from .atomic import atomic_write, atomic_write_text
+from .categorical import clean_text
 from .io import RatingsTable
 from .schema import RATING_COLUMNS
 from .truth import AnovaAccumulator, true_shares
@@ -210,22 +212,47 @@ def _expert_sd(b: dict) -> np.ndarray:
     return np.nanstd(both, axis=0, ddof=1)
 
 
+def _object_labels(c: pd.Categorical) -> pd.Categorical:
+    return pd.Categorical.from_codes(c.codes, categories=pd.Index(
+        np.asarray(c.categories, dtype=object), dtype=object))
+
+
+def scaled(cfg: SimulationConfig, scale: float) -> SimulationConfig:
+    """The same study with ``scale`` × the teachers (and so units and ratings).
+
+    The truth population stays about the reference preset's 100× size in teachers, so a 10×
+    study does not simulate a 1000× population.
+    """
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, not {scale}")
+    n = max(2, round(cfg.n_teachers * scale))
+    return replace(cfg, n_teachers=n,
+                   population_factor=max(10, round(cfg.population_factor / max(scale, 1.0))))
+
+
 def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
-             compute_truth: bool = True) -> SimulatedStudy:
+             compute_truth: bool = True, scale: float = 1.0) -> SimulatedStudy:
     """Simulate a full study; ``truth`` holds the exact shares a correct fit should recover."""
     cfg = PRESETS[preset] if isinstance(preset, str) else preset
     if seed is not None:
         cfg = replace(cfg, seed=seed)
+    if scale != 1.0:
+        cfg = scaled(cfg, scale)
     rng = np.random.default_rng(cfg.seed)
     fx = _fixed_effects(cfg, rng)
     b = _block(cfg, fx, rng, cfg.n_teachers)
     K, L, P, R = len(cfg.tasks), len(cfg.llms), len(cfg.prompts), cfg.replicates
     ng, nu = cfg.transcripts_per_teacher, cfg.units_per_transcript
     U = cfg.n_units
-    unit_ids = np.array([f"u{i:05d}" for i in range(U)])
-    tr_ids = np.array([f"g{i:05d}" for i in range(U // nu)])[np.arange(U) // nu]
-    te_ids = np.array([f"t{i:04d}" for i in range(cfg.n_teachers)])[np.arange(U) // (nu * ng)]
+    w = max(5, len(str(U)))  # ids sort in creation order at any size
+    unit_ids = np.array([f"u{i:0{w}d}" for i in range(U)])
+    tr_ids = np.array([f"g{i:0{w}d}" for i in range(U // nu)])[np.arange(U) // nu]
+    te_ids = np.array([f"t{i:0{w - 1}d}" for i in range(cfg.n_teachers)])[
+        np.arange(U) // (nu * ng)]
     experts = np.array([f"expert_{i + 1:02d}" for i in range(cfg.n_experts)])
+
+    def cat(codes: np.ndarray, labels) -> pd.Categorical:
+        return pd.Categorical.from_codes(codes, categories=pd.Index(list(labels), dtype=object))
 
     frames = []
     for key, rater, mask in (("e1", "rater1", np.ones(U, bool)), ("e2", "rater2", b["second"])):
@@ -235,18 +262,30 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
             "rater": experts[b[rater][uu]],
             "rater_kind": "expert", "prompt": "", "score": b[key][uu, kk], "replicate": "1",
             "transcript_id": tr_ids[uu], "teacher_id": te_ids[uu], "family": ""}))
+    # The LLM block is the bulk (10⁶–10⁷ rows): built as codes, never as strings.
     idx = np.indices((U, K, L, P, R)).reshape(5, -1)
     llm_names = np.array([n for n, _ in cfg.llms])
     fams = np.array([f for _, f in cfg.llms])
-    frames.append(pd.DataFrame({
-        "unit_id": unit_ids[idx[0]], "task": np.array(cfg.tasks)[idx[1]],
-        "rater": llm_names[idx[2]], "rater_kind": "llm", "prompt": np.array(cfg.prompts)[idx[3]],
-        "score": b["llm"].reshape(-1), "replicate": (idx[4] + 1).astype(str),
-        "transcript_id": tr_ids[idx[0]], "teacher_id": te_ids[idx[0]], "family": fams[idx[2]]}))
-    ratings = pd.concat(frames, ignore_index=True)[list(RATING_COLUMNS)]
-    for col in ratings.columns:
-        if col != "score":
-            ratings[col] = ratings[col].astype(str)
+    unit_tr = np.arange(U) // nu
+    llm_frame = pd.DataFrame({
+        "unit_id": cat(idx[0], unit_ids), "task": cat(idx[1], cfg.tasks),
+        "rater": cat(idx[2], llm_names), "rater_kind": cat(np.zeros(idx.shape[1], int), ["llm"]),
+        "prompt": cat(idx[3], cfg.prompts), "score": b["llm"].reshape(-1),
+        "replicate": cat(idx[4], [str(r + 1) for r in range(R)]),
+        "transcript_id": cat(unit_tr[idx[0]], np.unique(tr_ids)),
+        "teacher_id": cat(unit_tr[idx[0]] // ng, np.unique(te_ids)),
+        "family": cat(pd.factorize(fams)[0][idx[2]], pd.factorize(fams)[1])})
+    del idx
+    experts_frame = pd.concat(frames, ignore_index=True)
+    ratings = pd.DataFrame(index=pd.RangeIndex(len(experts_frame) + len(llm_frame)))
+    for col in RATING_COLUMNS:
+        if col == "score":
+            ratings[col] = np.concatenate([experts_frame[col].to_numpy(dtype=float),
+                                           llm_frame[col].to_numpy(dtype=float)])
+        else:
+            ratings[col] = clean_text(pd.Series(union_categoricals(
+                [_object_labels(pd.Categorical(experts_frame[col])),
+                 _object_labels(llm_frame[col].array)])))
 
     tasks = pd.DataFrame({"task": list(cfg.tasks),
                           "scale_min": [float(TASKS[t][0]) for t in cfg.tasks],
@@ -262,6 +301,7 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
 
     expert_sd = _expert_sd(b)
     truth: dict = {"preset": preset if isinstance(preset, str) else "custom", "seed": cfg.seed,
+                   "scale": scale,
                    "config": {k: v for k, v in asdict(cfg).items() if k != "llms"},
                    "llms": [list(x) for x in cfg.llms],
                    "generating_error_variances": cfg.error_variances,

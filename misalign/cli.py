@@ -71,6 +71,10 @@ def _problems(exc) -> typer.Exit:
 def simulate(
     preset: Annotated[Preset, typer.Option(help="Study size.")] = Preset.small,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the preset's).")] = None,
+    scale: Annotated[float, typer.Option(min=0.01, help=(
+        "Multiply the preset's teachers (so units and ratings) by this factor."))] = 1.0,
+    truth: Annotated[bool, typer.Option(help=(
+        "Compute the true shares (a simulated population 100× the reference size)."))] = True,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path(
         "simulated"),
     fmt: Annotated[Format, typer.Option("--format", help="Ratings file format.")] = Format.parquet,
@@ -78,12 +82,14 @@ def simulate(
     """Simulate a full study with known truth (ratings, tasks, teachers, llms, truth.json)."""
     from misalign.data.simulate import simulate as run
 
-    study = run(preset.value, seed=seed)
+    study = run(preset.value, seed=seed, compute_truth=truth, scale=scale)
     paths = study.write(out_dir, fmt=fmt.value)
-    agg = study.truth["error_scales"]["expert-sd"]["aggregates"]
-    err.print(f"simulated {len(study.ratings):,} ratings ({preset.value} preset, seed "
-              f"{study.config.seed}); true shares: " + ", ".join(
-                  f"{k} {v:.3f}" for k, v in agg.items()))
+    msg = f"simulated {len(study.ratings):,} ratings ({preset.value} preset × {scale:g}, seed " \
+          f"{study.config.seed})"
+    if truth:
+        agg = study.truth["error_scales"]["expert-sd"]["aggregates"]
+        msg += "; true shares: " + ", ".join(f"{k} {v:.3f}" for k, v in agg.items())
+    err.print(msg)
     for name, p in paths.items():
         out.print(f"{name}: {p}", markup=False, highlight=False)
 

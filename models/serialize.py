@@ -18,6 +18,7 @@ import xarray as xr
 
 from misalign.data import MisalignmentData
 from misalign.data.atomic import atomic_write
+from misalign.data.categorical import sorted_codes
 from misalign.data.misalignment import FRAME_COLUMNS
 
 from .priors import priors_from_json, priors_to_json
@@ -42,9 +43,9 @@ def package_versions() -> dict[str, str]:
 def frame_to_dataset(frame: pd.DataFrame) -> xr.Dataset:
     ds = xr.Dataset()
     for col in _STRING_COLUMNS:
-        cat = pd.Categorical(frame[col].astype(str))
-        ds[col] = xr.DataArray(cat.codes.astype(np.int32), dims=("rating",))
-        ds.coords[f"{col}_labels"] = xr.DataArray(np.asarray(cat.categories, dtype=object),
+        codes, labels = sorted_codes(frame[col])
+        ds[col] = xr.DataArray(codes, dims=("rating",))
+        ds.coords[f"{col}_labels"] = xr.DataArray(np.asarray(labels, dtype=object),
                                                   dims=(f"{col}_labels",))
     for col in ("score", "reference", "error"):
         ds[col] = xr.DataArray(frame[col].to_numpy(dtype=np.float64), dims=("rating",))
@@ -56,7 +57,11 @@ def dataset_to_frame(ds: xr.Dataset) -> pd.DataFrame:
     for col in _STRING_COLUMNS:
         labels = np.asarray(ds[f"{col}_labels"].values, dtype=object).astype(str)
         labels = np.where(labels == "nan", "", labels) if len(labels) else labels
-        out[col] = labels[ds[col].values] if len(labels) else np.full(ds.sizes["rating"], "")
+        if not len(labels):
+            labels, codes = np.array([""], dtype=object), np.zeros(ds.sizes["rating"], np.int32)
+        else:
+            codes = ds[col].values
+        out[col] = pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
     for col in ("score", "reference", "error"):
         out[col] = ds[col].values
     return pd.DataFrame(out)[FRAME_COLUMNS]
