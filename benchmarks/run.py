@@ -39,16 +39,21 @@ import pandas as pd  # noqa: E402
 _WRAP = """
 import json, resource, subprocess, sys, time
 t = time.perf_counter()
-p = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-print(json.dumps({"rc": p.returncode, "wall_s": time.perf_counter() - t, "stdout": p.stdout,
-                  "stderr": p.stderr[-3000:],
+try:
+    p = subprocess.run(sys.argv[2:], capture_output=True, text=True, timeout=float(sys.argv[1]))
+    rc, so, se = p.returncode, p.stdout, p.stderr
+except subprocess.TimeoutExpired as e:
+    rc, so, se = -9, "", f"timed out after {float(sys.argv[1]):.0f} s"
+print(json.dumps({"rc": rc, "wall_s": time.perf_counter() - t, "stdout": so,
+                  "stderr": se[-3000:],
                   "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
+TIMEOUT = [3600.0]  # per command; --timeout
 
 
 def measured(cmd: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", _WRAP, str(TIMEOUT[0]), *cmd],
+                         capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
 
@@ -169,7 +174,7 @@ def design_rows(quick: bool, workdir: Path, sampler: str, skip: set[str]) -> lis
             ess / timing["sample_s"], "max_rhat": rhat, "divergences": int(
                 res.model.idata["sample_stats"]["diverging"].sum())}
     rows = [ours]
-    other_draws = 100 if quick else 500
+    other_draws = 100 if quick else OTHER_DRAWS[0]
     for name, fn in (("naive PyMC (one latent per unit×task and unit)", naive_pymc),
                      ("bambi (same formula)", bambi_fit)):
         key = "naive" if name.startswith("naive") else "bambi"
@@ -195,6 +200,8 @@ def design_rows(quick: bool, workdir: Path, sampler: str, skip: set[str]) -> lis
     return rows
 
 
+OTHER_DRAWS = [500]  # --other-draws: tune = draws for the naive and bambi fits
+
 COLUMNS = ["benchmark", "variant", "sampler", "n_ratings", "wall_s", "compile_s", "sample_s",
            "us_per_grad", "min_ess", "min_ess_per_s", "max_rhat", "divergences", "peak_mb",
            "gate", "ratio", "ratio_of", "platform", "error"]
@@ -208,13 +215,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sampler", default="nutpie", choices=["nutpie", "numpyro", "pymc"])
     ap.add_argument("--skip", default="", help="competitors to skip: naive,bambi")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for CSV/JSON")
+    ap.add_argument("--timeout", type=float, default=3600.0,
+                    help="seconds before one CLI run is stopped (reported as timed out)")
+    ap.add_argument("--other-draws", type=int, default=500,
+                    help="tune and draws per chain for the naive PyMC and bambi fits")
     for opt in ("chains", "draws", "tune"):
         ap.add_argument(f"--{opt}", type=int, help="passed to misalign fit (default: its own)")
     args = ap.parse_args(argv)
+    TIMEOUT[0], OTHER_DRAWS[0] = args.timeout, args.other_draws
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"bench-{args.sampler}{'-quick' if args.quick else ''}" + (
+        f"-{args.chains}chains" if args.chains else "")
+    partial = out / f"{stem}.partial.jsonl"  # one line per finished row: survives a kill
+    partial.write_text("")
     for opt in ("chains", "draws", "tune"):
         if getattr(args, opt) is not None:
             EXTRA_FIT_ARGS.extend([f"--{opt}", str(getattr(args, opt))])
     rows: list[dict] = []
+    done = 0
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in args.rows.split(","):
@@ -229,15 +248,16 @@ def main(argv: list[str] | None = None) -> int:
                 rows += student_rows(args.quick, work, args.sampler)
             else:
                 ap.error(f"unknown row group {name!r}")
+            with partial.open("a") as fh:
+                for r in rows[done:]:
+                    fh.write(json.dumps(r, default=str) + "\n")
+                    print("row:", json.dumps(r, default=str), file=sys.stderr, flush=True)
+            done = len(rows)
             print(f"[{name}: {time.perf_counter() - t0:.0f} s]", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows).reindex(columns=[c for c in COLUMNS if any(c in r for r in rows)])
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.node()}",
             "python": platform.python_version(), "sampler": args.sampler}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"bench-{args.sampler}{'-quick' if args.quick else ''}" + (
-        f"-{args.chains}chains" if args.chains else "")
     table.to_csv(out / f"{stem}.csv", index=False)
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2,
                                                  default=str))
