@@ -115,3 +115,22 @@ def test_model_potential_matches_rowwise_dense():
                                 float(v["sigma_residual"]) ** 2)
     assert got == pytest.approx(dense, abs=1e-8)
     assert len(lab["llm"]) == 4
+
+
+def test_balanced_study_uses_the_folded_form(small_study):
+    """A complete design picks the O(units) form, and it equals the per-cell form."""
+    from misalign.data import build_misalignment
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        data = build_misalignment(small_study.table())
+        spec = make_spec(data)
+    args = (data.error, spec.design, spec.n_design, data.cell, spec.levels)
+    auto, per_cell = SufficientStats.from_arrays(*args), SufficientStats.from_arrays(
+        *args, grouped=False)
+    assert auto.grouped is not None and auto.grouped.unit_counts.shape[0] == 1
+    f = np.random.default_rng(0).normal(scale=0.3, size=spec.n_design)
+    s2 = {name: 0.1 + 0.1 * i for i, (name, _) in enumerate(spec.levels)}
+    a = gaussian_marginal_logp(auto, f, 0.2, 0.6, s2)
+    b = gaussian_marginal_logp(per_cell, f, 0.2, 0.6, s2)
+    assert a == pytest.approx(b, rel=1e-12, abs=1e-8)

@@ -42,3 +42,26 @@ def test_scores_are_on_each_task_scale(small_study):
     r = small_study.ratings.merge(small_study.tasks, on="task")
     assert (r["score"] >= r["scale_min"]).all() and (r["score"] <= r["scale_max"]).all()
     assert np.allclose(r["score"], np.round(r["score"]))
+
+
+def test_scaled_study_and_categorical_storage(tmp_path):
+    """--scale multiplies teachers; text columns stay categorical from simulation to the model."""
+    import pandas as pd
+
+    from misalign.data import build_misalignment
+
+    half = simulate("small", scale=0.5, compute_truth=False)
+    assert half.config.n_teachers == PRESETS["small"].n_teachers // 2
+    r = half.ratings
+    assert all(isinstance(r[c].dtype, pd.CategoricalDtype) for c in r.columns if c != "score")
+    paths = half.write(tmp_path)  # Parquet
+    table = load_ratings(paths["ratings"], tasks=paths["tasks"])
+    assert isinstance(table.ratings["unit_id"].dtype, pd.CategoricalDtype)
+    from_file = build_misalignment(table)
+    in_memory = build_misalignment(half.table())
+    # Same content, same hash, whether read back or built in memory (or held as plain strings).
+    assert from_file.data_hash() == in_memory.data_hash()
+    as_str = half.table()
+    as_str.ratings = as_str.ratings.astype({c: str for c in r.columns if c != "score"})
+    assert build_misalignment(as_str).data_hash() == in_memory.data_hash()
+    np.testing.assert_array_equal(from_file.cell, in_memory.cell)
