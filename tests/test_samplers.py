@@ -16,13 +16,20 @@ def tiny():
     return MisalignmentData.from_frame(frame, "raw", {"T1": 1.0, "T2": 1.0, "T3": 1.0})
 
 
-def test_pymc_and_nutpie_agree(tiny):
+def _fit(data, sampler):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = fit_e1(tiny, sampler="pymc", draws=300, tune=300, chains=2, seed=1,
-                   progressbar=False)
-        b = fit_e1(tiny, sampler="nutpie", draws=300, tune=300, chains=2, seed=1,
-                   progressbar=False)
+        return fit_e1(data, sampler=sampler, draws=300, tune=300, chains=2, seed=1,
+                      progressbar=False)
+
+
+@pytest.fixture(scope="module")
+def nutpie_fit(tiny):
+    return _fit(tiny, "nutpie")
+
+
+def test_pymc_and_nutpie_agree(tiny, nutpie_fit):
+    a, b = _fit(tiny, "pymc"), nutpie_fit
     assert a.model.fit_config["sampler"] == "pymc"
     for res in (a, b):
         assert set(res.shares["finite_population"]["component"].values) >= {"llm", "residual"}
@@ -36,14 +43,9 @@ def test_pymc_and_nutpie_agree(tiny):
                                   a.shares["finite_population"].values)
 
 
-def test_numpyro_runs_the_same_model(tiny):
+def test_numpyro_runs_the_same_model(tiny, nutpie_fit):
     """The JAX backend samples the same PyMC model (on the CPU here, a GPU where present)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        c = fit_e1(tiny, sampler="numpyro", draws=300, tune=300, chains=2, seed=1,
-                   progressbar=False)
-        b = fit_e1(tiny, sampler="nutpie", draws=300, tune=300, chains=2, seed=1,
-                   progressbar=False)
+    c, b = _fit(tiny, "numpyro"), nutpie_fit
     assert c.model.fit_config["sampler"] == "numpyro"
     assert c.model.fit_config["timing"]["platform"] in ("cpu", "gpu", "cuda")
     np.testing.assert_allclose(c.shares["superpopulation"].sum("component"), 1.0)
