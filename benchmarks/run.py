@@ -1,6 +1,6 @@
 """misalign benchmarks: one command, one table (also written as CSV and JSON).
 
-    python benchmarks/run.py            # everything (about 40 min on 2 cores)
+    python benchmarks/run.py            # everything (about 35 min on 2 cores)
     python benchmarks/run.py --quick    # small sizes, a few minutes: checks that it all runs
     python benchmarks/run.py --rows scaling --sampler numpyro   # e.g. on a GPU machine
 
@@ -48,7 +48,7 @@ print(json.dumps({"rc": rc, "wall_s": time.perf_counter() - t, "stdout": so,
                   "stderr": se[-3000:],
                   "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
-TIMEOUT = [3600.0]  # per command; --timeout
+TIMEOUT = [600.0]  # per command; --timeout
 
 
 def measured(cmd: list[str]) -> dict:
@@ -200,7 +200,7 @@ def design_rows(quick: bool, workdir: Path, sampler: str, skip: set[str]) -> lis
     return rows
 
 
-OTHER_DRAWS = [500]  # --other-draws: tune = draws for the naive and bambi fits
+OTHER_DRAWS = [100]  # --other-draws: tune = draws for the naive and bambi fits
 
 COLUMNS = ["benchmark", "variant", "sampler", "n_ratings", "wall_s", "compile_s", "sample_s",
            "us_per_grad", "min_ess", "min_ess_per_s", "max_rhat", "divergences", "peak_mb",
@@ -215,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sampler", default="nutpie", choices=["nutpie", "numpyro", "pymc"])
     ap.add_argument("--skip", default="", help="competitors to skip: naive,bambi")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for CSV/JSON")
-    ap.add_argument("--timeout", type=float, default=3600.0,
+    ap.add_argument("--timeout", type=float, default=600.0,
                     help="seconds before one CLI run is stopped (reported as timed out)")
-    ap.add_argument("--other-draws", type=int, default=500,
+    ap.add_argument("--other-draws", type=int, default=100,
                     help="tune and draws per chain for the naive PyMC and bambi fits")
     for opt in ("chains", "draws", "tune"):
         ap.add_argument(f"--{opt}", type=int, help="passed to misalign fit (default: its own)")

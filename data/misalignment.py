@@ -22,10 +22,6 @@ FRAME_COLUMNS = ["unit_id", "transcript_id", "teacher_id", "task", "llm", "famil
                  "replicate", "score", "reference", "error"]
 
 
-def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
-    return sorted_codes(values)
-
-
 @dataclass
 class MisalignmentData:
     """One row per LLM rating with its error, as integer codes plus labels (memory-lean)."""
@@ -50,26 +46,26 @@ class MisalignmentData:
         self.error = f["error"].to_numpy(dtype=np.float64)
         self.labels = {}
         for dim, col in (("llm", "llm"), ("prompt", "prompt"), ("task", "task")):
-            codes, labs = _codes(f[col])
+            codes, labs = sorted_codes(f[col])
             setattr(self, dim, codes)
             self.labels[dim] = labs
         has_family = (f["family"] != "").all() and f["family"].nunique() > 1
         if has_family:
             fam_of = f.groupby("llm", sort=True)["family"].first()
-            codes, labs = _codes(fam_of)
+            codes, labs = sorted_codes(fam_of)
             self.labels["family"] = labs
             self.llm_family = codes
         else:
             self.llm_family = None
         # Cells (unit×task) and the nesting tree above them: unit → transcript → teacher.
         # ``parents[k]`` maps each node of level k−1 (cells first) to its parent at level k.
-        unit_all, _ = _codes(f["unit_id"])
+        unit_all, _ = sorted_codes(f["unit_id"])
         _, self.cell = np.unique(unit_all.astype(np.int64) * len(self.labels["task"]) + self.task,
                                  return_inverse=True)  # sorted by unit, then task
         self.cell = self.cell.ravel().astype(np.int32)
         cells = (f[["unit_id", "task", "transcript_id", "teacher_id"]].assign(_cell=self.cell)
                  .drop_duplicates("_cell").sort_values("_cell"))
-        unit_code, self.labels["unit"] = _codes(cells["unit_id"])
+        unit_code, self.labels["unit"] = sorted_codes(cells["unit_id"])
         self.cell_task = pd.Categorical(cells["task"], categories=self.labels["task"]).codes.astype(
             np.int32)
         self.parents = [("unit", unit_code)]
@@ -77,7 +73,7 @@ class MisalignmentData:
         for col, name in (("transcript_id", "transcript"), ("teacher_id", "teacher")):
             if (level[col] == "").any():
                 continue
-            codes, self.labels[name] = _codes(level[col])
+            codes, self.labels[name] = sorted_codes(level[col])
             self.parents.append((name, codes))
             level = level.drop_duplicates(col).sort_values(col)
 

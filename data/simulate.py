@@ -212,9 +212,10 @@ def _expert_sd(b: dict) -> np.ndarray:
     return np.nanstd(both, axis=0, ddof=1)
 
 
-def _object_labels(c: pd.Categorical) -> pd.Categorical:
-    return pd.Categorical.from_codes(c.codes, categories=pd.Index(
-        np.asarray(c.categories, dtype=object), dtype=object))
+def _categorical(codes: np.ndarray, labels) -> pd.Categorical:
+    """Codes with plain-object labels, so blocks built apart can be unioned."""
+    return pd.Categorical.from_codes(codes, categories=pd.Index(
+        np.asarray(list(labels), dtype=object), dtype=object))
 
 
 def scaled(cfg: SimulationConfig, scale: float) -> SimulationConfig:
@@ -251,9 +252,6 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
         np.arange(U) // (nu * ng)]
     experts = np.array([f"expert_{i + 1:02d}" for i in range(cfg.n_experts)])
 
-    def cat(codes: np.ndarray, labels) -> pd.Categorical:
-        return pd.Categorical.from_codes(codes, categories=pd.Index(list(labels), dtype=object))
-
     frames = []
     for key, rater, mask in (("e1", "rater1", np.ones(U, bool)), ("e2", "rater2", b["second"])):
         uu, kk = np.nonzero(np.broadcast_to(mask[:, None], (U, K)))
@@ -266,6 +264,8 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
     idx = np.indices((U, K, L, P, R)).reshape(5, -1)
     llm_names = np.array([n for n, _ in cfg.llms])
     fams = np.array([f for _, f in cfg.llms])
+    fam_code, fam_names = pd.factorize(fams)
+    cat = _categorical
     unit_tr = np.arange(U) // nu
     llm_frame = pd.DataFrame({
         "unit_id": cat(idx[0], unit_ids), "task": cat(idx[1], cfg.tasks),
@@ -274,7 +274,7 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
         "replicate": cat(idx[4], [str(r + 1) for r in range(R)]),
         "transcript_id": cat(unit_tr[idx[0]], np.unique(tr_ids)),
         "teacher_id": cat(unit_tr[idx[0]] // ng, np.unique(te_ids)),
-        "family": cat(pd.factorize(fams)[0][idx[2]], pd.factorize(fams)[1])})
+        "family": cat(fam_code[idx[2]], fam_names)})
     del idx
     experts_frame = pd.concat(frames, ignore_index=True)
     ratings = pd.DataFrame(index=pd.RangeIndex(len(experts_frame) + len(llm_frame)))
@@ -283,9 +283,10 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
             ratings[col] = np.concatenate([experts_frame[col].to_numpy(dtype=float),
                                            llm_frame[col].to_numpy(dtype=float)])
         else:
+            block = pd.Categorical(experts_frame[col])
             ratings[col] = clean_text(pd.Series(union_categoricals(
-                [_object_labels(pd.Categorical(experts_frame[col])),
-                 _object_labels(llm_frame[col].array)])))
+                [cat(block.codes, block.categories),
+                 cat(llm_frame[col].cat.codes, llm_frame[col].cat.categories)])))
 
     tasks = pd.DataFrame({"task": list(cfg.tasks),
                           "scale_min": [float(TASKS[t][0]) for t in cfg.tasks],

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import pymc as pm
@@ -49,7 +50,7 @@ def sample(model: pm.Model, sampler: str = "nutpie", draws: int = 1000, tune: in
         timing.update(compile_s=t1 - t0, sample_s=time.perf_counter() - t1)
         return out
     if sampler == "numpyro":
-        if "jax" not in __import__("sys").modules:
+        if "jax" not in sys.modules:
             # One CPU device per core, so CPU chains can run in parallel (no effect on GPUs).
             os.environ.setdefault("XLA_FLAGS",
                                   f"--xla_force_host_platform_device_count={cores}")
