@@ -1,27 +1,23 @@
 """misalign: Bayesian measurement of how far LLM judgements drift from expert judgement."""
 
-from importlib import metadata
+from importlib import import_module, metadata
 
 try:
     __version__ = metadata.version("misalign")
 except metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-from .api import (  # noqa: E402  (version first: serialisation reads it)
-    PRESETS,
-    E1Results,
-    MisalignmentData,
-    SimulatedStudy,
-    ValidationError,
-    VariancePartitionModel,
-    build_misalignment,
-    fit,
-    load_misalignment,
-    load_ratings,
-    load_results,
-    simulate,
-)
-
 __all__ = ["PRESETS", "E1Results", "MisalignmentData", "SimulatedStudy", "ValidationError",
-           "VariancePartitionModel", "__version__", "build_misalignment", "fit",
-           "load_misalignment", "load_ratings", "load_results", "simulate"]
+           "VariancePartitionModel", "__version__", "build_misalignment", "collect",
+           "export_ratings", "fit", "load_misalignment", "load_ratings", "load_results",
+           "read_study", "read_units", "simulate"]
+_COLLECT = {"collect", "export_ratings", "read_study", "read_units"}
+
+
+def __getattr__(name: str):
+    # Lazy: `misalign collect` and the test server must not pay for importing PyMC.
+    if name in _COLLECT:
+        return getattr(import_module("misalign.data.collect"), name)
+    if name in __all__:
+        return getattr(import_module("misalign.api"), name)
+    raise AttributeError(f"module 'misalign' has no attribute '{name}'")

@@ -13,6 +13,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from misalign.cli_collect import register as register_collect
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Bayesian measurement of LLM misalignment with expert judgement.")
 err = Console(stderr=True, soft_wrap=True)  # never break a path or message mid-line
@@ -218,6 +220,9 @@ def summary(
         return
     out.print(to_rich_table(report))
     sys.stderr.write(res.gate.message() + "\n")
+
+
+register_collect(app)
 
 
 def main() -> None:  # pragma: no cover

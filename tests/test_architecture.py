@@ -11,7 +11,7 @@ FOLDERS = ["misalign", *LAYERS]
 
 def modules():
     for folder in FOLDERS:
-        for p in sorted((REPO / folder).glob("*.py")):
+        for p in sorted((REPO / folder).rglob("*.py")):
             yield p.relative_to(REPO).as_posix()
 
 
@@ -26,7 +26,7 @@ def test_every_module_is_mapped_and_every_mapped_module_exists():
 def test_data_flows_one_way():
     for i, layer in enumerate(LAYERS):
         forbidden = {f"misalign.{x}" for x in LAYERS[i + 1:]} | {"misalign.api", "misalign.cli"}
-        for p in (REPO / layer).glob("*.py"):
+        for p in (REPO / layer).rglob("*.py"):
             for node in ast.walk(ast.parse(p.read_text())):
                 names = []
                 if isinstance(node, ast.Import):

@@ -1,0 +1,88 @@
+"""What a study asks for: one request per (unit, task, strategy, LLM, replicate), and the
+dry-run report of it (sample prompts, counts, a cost estimate)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .cost import TYPICAL_OUTPUT_TOKENS, approx_tokens, pricing_for
+from .prompts import PromptBuilder, template_version
+from .store import rating_key
+from .study import Study
+from .units import Units
+
+
+def plan_size(study: Study, units: Units) -> int:
+    return len(units) * len(study.tasks) * len(study.strategies) * len(study.llms) * \
+        study.replicates
+
+
+def iter_plan(study: Study, units: Units) -> Iterator[tuple]:
+    """Rows for ``Store.sync_plan``, unit by unit, so a run interleaves LLMs (one provider's
+    rate limit never holds up the others for long)."""
+    versions = {(s, r.task): template_version(s, r) for s in study.strategies
+                for r in study.tasks}
+    for unit_id in units.frame["unit_id"]:
+        for rubric in study.tasks:
+            for strategy in study.strategies:
+                tv = versions[(strategy, rubric.task)]
+                for llm in study.llms:
+                    for rep in range(1, study.replicates + 1):
+                        yield (rating_key(llm.name, llm.model, strategy, rubric.task, unit_id,
+                                          rep, tv),
+                               llm.name, llm.model, llm.family, strategy, rubric.task, unit_id,
+                               rep, tv)
+
+
+@dataclass
+class DryRun:
+    total: int
+    scored: int
+    to_send: int
+    samples: dict[tuple[str, str], list[dict[str, str]]]  # (task, strategy) -> messages
+    per_llm: list[dict]  # name, model, requests, tokens_in, tokens_out, cost, cost_max, pricing
+    total_cost: float  # of the priced LLMs only
+    total_cost_max: float
+    unpriced: list[str]  # LLMs with no price: not in the totals, not bounded by the cap
+
+
+def dry_run(study: Study, units: Units, scored_keys: set[str] | None = None,
+            sample_units: int = 50) -> DryRun:
+    """Counts and a cost estimate without sending anything. Prompt length is measured on up to
+    ``sample_units`` units and scaled; output tokens are a typical length per strategy (and
+    ``max_tokens`` for the upper bound)."""
+    scored_keys = scored_keys or set()
+    builder = PromptBuilder(study.rag)
+    texts = list(units.frame["text"])
+    first = texts[0]
+    samples = {(r.task, s): builder.messages(first, r, s) for r in study.tasks
+               for s in study.strategies}
+    sample = texts[:sample_units]
+    mean_in = {(r.task, s): sum(approx_tokens(builder.messages(t, r, s)) for t in sample)
+               / len(sample) for r in study.tasks for s in study.strategies}
+    total = plan_size(study, units)
+    to_send = sum(1 for row in iter_plan(study, units) if row[0] not in scored_keys) \
+        if scored_keys else total
+    share = to_send / total if total else 0.0
+    per_llm, tot, tot_max = [], 0.0, 0.0
+    unpriced = []
+    for llm in study.llms:
+        n = len(units) * study.replicates * share
+        t_in = sum(mean_in.values()) * n
+        t_out = sum(min(llm.max_tokens, TYPICAL_OUTPUT_TOKENS[s]) for s in study.strategies) \
+            * len(study.tasks) * n
+        t_max = llm.max_tokens * len(study.tasks) * len(study.strategies) * n
+        price = pricing_for(llm)
+        cost = price.cost(int(t_in), int(t_out))
+        cost_max = price.cost(int(t_in), int(t_max))
+        if cost is None:
+            unpriced.append(llm.name)
+        else:
+            tot += cost
+            tot_max += cost_max
+        per_llm.append({"name": llm.name, "model": llm.model,
+                        "requests": round(n * len(study.tasks) * len(study.strategies)),
+                        "tokens_in": int(t_in), "tokens_out": int(t_out), "cost": cost,
+                        "cost_max": cost_max, "pricing": price.source})
+    return DryRun(total, total - to_send, to_send, samples, per_llm, tot, tot_max, unpriced)

@@ -1,0 +1,255 @@
+"""The ratings store: one SQLite database (WAL) per study.
+
+``requests`` holds one row per rating to collect, keyed by a hash of (rater, model, strategy,
+task, unit, replicate, template version), with its status (pending, scored, failed), attempts,
+last error and, once scored, the score. ``responses`` holds every attempt: raw text, parse
+status, tokens, cost, latency, timestamps, or the error that ended it. One attempt is written
+in one transaction that also updates its request, so a process killed at any moment (even by
+SIGKILL) leaves each request either untouched or settled; a rerun redoes only what is not
+scored. A partial unique index makes a second scored response for one key impossible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "scored", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS units (
+  unit_id TEXT PRIMARY KEY, transcript_id TEXT NOT NULL, teacher_id TEXT NOT NULL,
+  text_sha256 TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+  key TEXT PRIMARY KEY, rater TEXT NOT NULL, model TEXT NOT NULL, family TEXT NOT NULL,
+  strategy TEXT NOT NULL, task TEXT NOT NULL, unit_id TEXT NOT NULL REFERENCES units(unit_id),
+  replicate INTEGER NOT NULL, template_version TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'scored', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, score REAL,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS requests_status ON requests(status);
+CREATE TABLE IF NOT EXISTS runs (
+  run_id INTEGER PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL,
+  options TEXT NOT NULL, summary TEXT);
+CREATE TABLE IF NOT EXISTS responses (
+  id INTEGER PRIMARY KEY, key TEXT NOT NULL REFERENCES requests(key),
+  run_id INTEGER NOT NULL REFERENCES runs(run_id), attempt INTEGER NOT NULL,
+  outcome TEXT NOT NULL CHECK (outcome IN ('scored', 'parse_failure', 'error')),
+  error_kind TEXT, error TEXT, http_status INTEGER, raw_text TEXT, score REAL,
+  parse_status TEXT, tokens_in INTEGER, tokens_out INTEGER, cost REAL, latency_s REAL,
+  started_at TEXT NOT NULL, finished_at TEXT NOT NULL, UNIQUE (key, attempt));
+CREATE UNIQUE INDEX IF NOT EXISTS one_score_per_key ON responses(key) WHERE outcome = 'scored';
+"""
+
+REQUEST_FIELDS = ("key", "rater", "model", "family", "strategy", "task", "unit_id", "replicate",
+                  "template_version")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def rating_key(rater: str, model: str, strategy: str, task: str, unit_id: str, replicate: int,
+               template_version: str) -> str:
+    ident = json.dumps([rater, model, strategy, task, unit_id, replicate, template_version])
+    return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+
+@dataclass
+class Attempt:
+    """One HTTP attempt and how it ended."""
+
+    key: str
+    attempt: int
+    outcome: str  # scored, parse_failure, error
+    settles: bool  # True: the request's status changes (scored or failed for this run)
+    started_at: str
+    finished_at: str
+    latency_s: float
+    error_kind: str | None = None
+    error: str | None = None
+    http_status: int | None = None
+    raw_text: str | None = None
+    score: float | None = None
+    parse_status: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost: float | None = None
+
+
+class StoreError(Exception):
+    pass
+
+
+class Store:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly:
+            if not self.path.is_file():
+                raise StoreError(f"{self.path}: no such store")
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit survives the process being killed (the OS has the
+            # WAL pages); only a power cut can lose the last commits, which are then redone.
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            self._meta_default("schema_version", str(SCHEMA_VERSION))
+            self._meta_default("created_at", now())
+        self.db.execute("PRAGMA foreign_keys=ON")
+        try:
+            version = self.meta("schema_version")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a misalign store ({exc})") from None
+        if version != str(SCHEMA_VERSION):
+            raise StoreError(f"{self.path}: store schema {version}, this misalign reads "
+                             f"{SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- metadata -------------------------------------------------------------------------
+    def _meta_default(self, name: str, value: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (name, value))
+
+    def meta(self, name: str) -> str | None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return row[0] if row else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    # -- units and plan -------------------------------------------------------------------
+    def sync_units(self, rows: Iterable[tuple[str, str, str, str]]) -> list[str]:
+        """Insert units (id, transcript, teacher, text digest); return the ids whose text
+        differs from what the store already rated (nothing is written then)."""
+        rows = list(rows)
+        known = dict(self.db.execute("SELECT unit_id, text_sha256 FROM units"))
+        changed = [u for u, _, _, d in rows if u in known and known[u] != d]
+        if changed:
+            return changed
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO units VALUES (?, ?, ?, ?)", rows)
+        return []
+
+    def sync_plan(self, rows: Iterable[tuple]) -> int:
+        """Add the requests not yet in the store; mark the plan of this run (a temp table).
+        Returns how many were new."""
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS plan (key TEXT PRIMARY KEY)")
+        self.db.execute("DELETE FROM plan")
+        stamp = now()
+        before = self.db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+        with self.db:
+            chunk: list[tuple] = []
+            for r in rows:
+                chunk.append(r)
+                if len(chunk) >= 20_000:
+                    self._insert_plan(chunk, stamp)
+                    chunk = []
+            if chunk:
+                self._insert_plan(chunk, stamp)
+        return self.db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] - before
+
+    def _insert_plan(self, chunk: list[tuple], stamp: str) -> None:
+        self.db.executemany(
+            "INSERT OR IGNORE INTO requests (key, rater, model, family, strategy, task, unit_id, "
+            "replicate, template_version, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [(*r, stamp, stamp) for r in chunk])
+        self.db.executemany("INSERT OR IGNORE INTO plan VALUES (?)", [(r[0],) for r in chunk])
+
+    def plan_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT r.status, COUNT(*) FROM requests r JOIN plan p "
+                               "ON p.key = r.key GROUP BY r.status").fetchall()
+        return {s: 0 for s in STATUSES} | dict(rows)
+
+    def todo(self, retry_failed: bool = True, batch: int = 5_000) -> Iterator[tuple]:
+        """Requests of this run's plan that still need a score, in plan order, in batches
+        (so a million-request study is never all in memory). Yields
+        (rowid, key, rater, model, family, strategy, task, unit_id, replicate, attempts)."""
+        statuses = ("pending", "failed") if retry_failed else ("pending",)
+        last = 0
+        marks = ",".join("?" * len(statuses))
+        while True:
+            rows = self.db.execute(
+                "SELECT r.rowid, r.key, r.rater, r.model, r.family, r.strategy, r.task, "
+                "r.unit_id, r.replicate, r.attempts FROM requests r JOIN plan p ON p.key = r.key "
+                f"WHERE r.rowid > ? AND r.status IN ({marks}) ORDER BY r.rowid LIMIT ?",
+                (last, *statuses, batch)).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+
+    # -- runs and attempts ----------------------------------------------------------------
+    def begin_run(self, options: dict) -> int:
+        with self.db:
+            cur = self.db.execute("INSERT INTO runs (started_at, status, options) VALUES "
+                                  "(?, 'running', ?)", (now(), json.dumps(options)))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, status: str, summary: dict) -> None:
+        with self.db:
+            self.db.execute("UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE "
+                            "run_id = ?", (now(), status, json.dumps(summary), run_id))
+
+    def record(self, run_id: int, a: Attempt) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO responses (key, run_id, attempt, outcome, error_kind, error, "
+                "http_status, raw_text, score, parse_status, tokens_in, tokens_out, cost, "
+                "latency_s, started_at, finished_at) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (a.key, run_id, a.attempt, a.outcome, a.error_kind, a.error, a.http_status,
+                 a.raw_text, a.score, a.parse_status, a.tokens_in, a.tokens_out, a.cost,
+                 a.latency_s, a.started_at, a.finished_at))
+            if a.outcome == "scored":
+                self.db.execute("UPDATE requests SET status = 'scored', score = ?, attempts = ?, "
+                                "last_error = NULL, updated_at = ? WHERE key = ?",
+                                (a.score, a.attempt, a.finished_at, a.key))
+            else:
+                reason = f"{a.error_kind}: {a.error}" if a.error else a.error_kind
+                status = "failed" if a.settles else None
+                self.db.execute("UPDATE requests SET status = COALESCE(?, status), "
+                                "attempts = ?, last_error = ?, updated_at = ? WHERE key = ?",
+                                (status, a.attempt, reason, a.finished_at, a.key))
+
+    # -- reading --------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, COUNT(*) FROM requests GROUP BY status")
+        return {s: 0 for s in STATUSES} | dict(rows.fetchall())
+
+    def failure_reasons(self) -> dict[str, int]:
+        rows = self.db.execute(
+            "SELECT substr(last_error, 1, instr(last_error || ':', ':') - 1), COUNT(*) "
+            "FROM requests WHERE status = 'failed' GROUP BY 1 ORDER BY 2 DESC")
+        return dict(rows.fetchall())
+
+    def spent(self) -> float:
+        return float(self.db.execute("SELECT COALESCE(SUM(cost), 0) FROM responses")
+                     .fetchone()[0])
+
+    def frame(self, sql: str, params: tuple = ()):
+        import pandas as pd
+
+        cur = self.db.execute(sql, params)
+        return pd.DataFrame(cur.fetchall(), columns=[d[0] for d in cur.description])

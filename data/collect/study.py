@@ -1,0 +1,230 @@
+"""The study file (TOML): tasks, LLMs, strategies, replicates, cost cap and runner settings.
+
+```toml
+name = "pilot"
+units = "segments.csv"            # optional; `misalign collect --units` overrides
+tasks = ["CLPC", "EXPL", "rubrics/my_item.toml"]
+strategies = ["base", "cot", "rag"]
+replicates = 2
+cost_cap_usd = 25.0
+
+[run]                              # all optional
+concurrency = 64
+timeout_s = 60
+max_attempts = 6                   # per request per run, for 429 / 5xx / timeouts
+backoff_base_s = 1.0
+backoff_max_s = 60.0
+
+[rag]
+k_passages = 3
+k_exemplars = 2
+
+[[llm]]
+name = "gpt-4o-mini"               # the rater label in the ratings (default: model)
+model = "openai/gpt-4o-mini"       # a litellm model string
+family = "openai"
+api_base = "https://..."           # optional
+api_key_env = "MY_OPENAI_KEY"      # optional: the environment variable holding the key
+rpm = 500                          # optional per-model limits
+tpm = 200000
+temperature = 0.0
+max_tokens = 512
+input_cost_per_token = 1.5e-7      # optional: overrides litellm's cost map
+output_cost_per_token = 6e-7
+```
+
+Keys never go in this file: a field named like a key is an error that says where keys go.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..schema import Problem, ValidationError
+from .prompts import STRATEGIES, RagConfig
+from .rubrics import Rubric, load_rubric
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    name: str
+    model: str
+    family: str = ""
+    api_base: str | None = None
+    api_key_env: str | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    temperature: float = 0.0
+    max_tokens: int = 512
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+
+
+@dataclass
+class RunConfig:
+    concurrency: int = 16
+    timeout_s: float = 60.0
+    max_attempts: int = 6
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+
+@dataclass
+class Study:
+    name: str
+    tasks: list[Rubric]
+    llms: list[LLMConfig]
+    strategies: list[str]
+    replicates: int = 1
+    cost_cap_usd: float | None = None
+    units: Path | None = None
+    run: RunConfig = field(default_factory=RunConfig)
+    rag: RagConfig = field(default_factory=RagConfig)
+    source: str = ""
+
+    def describe(self) -> dict:
+        """What defines the study, for the store's metadata (no secrets: key variable names
+        only)."""
+        return {"name": self.name, "strategies": self.strategies, "replicates": self.replicates,
+                "tasks": {r.task: {"version": r.version, "digest": r.digest,
+                                   "scale": [r.scale_min, r.scale_max]} for r in self.tasks},
+                "llms": [asdict(m) for m in self.llms], "rag": asdict(self.rag)}
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()
+
+
+TOP = {"name", "units", "tasks", "strategies", "replicates", "cost_cap_usd", "run", "rag", "llm"}
+LLM_FIELDS = set(LLMConfig.__dataclass_fields__)
+RUN_FIELDS = set(RunConfig.__dataclass_fields__)
+RAG_FIELDS = set(RagConfig.__dataclass_fields__)
+_SECRET_NAMES = ("api_key", "key", "apikey", "token", "secret", "password")
+
+
+def _unknown(keys: set[str], known: set[str], where: str, label: str) -> list[Problem]:
+    out = []
+    for k in sorted(keys - known):
+        if k.lower() in _SECRET_NAMES or k.lower().endswith(("_key", "_token", "_secret")) and \
+                k != "api_key_env":
+            out.append(Problem(file=label, message=(
+                f"{where}: '{k}' looks like a secret; keys never go in the study file. Set the "
+                "provider's environment variable (e.g. OPENAI_API_KEY), or name your own with "
+                "api_key_env = \"VARIABLE\"")))
+            continue
+        near = difflib.get_close_matches(k, sorted(known), n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        out.append(Problem(file=label, message=f"{where}: unknown field '{k}'{hint}"))
+    return out
+
+
+def _typed(cls, raw: dict, where: str, label: str, problems: list[Problem]):
+    values = {}
+    for name, f in cls.__dataclass_fields__.items():
+        if name not in raw:
+            continue
+        v = raw[name]
+        want = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        ok = True
+        if "float" in want and "str" not in want:
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+        elif "int" in want:
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        elif "str" in want:
+            ok = isinstance(v, str)
+        if not ok:
+            problems.append(Problem(file=label, message=f"{where}: '{name}' must be {want} "
+                                    f"(got {v!r})"))
+        else:
+            values[name] = v
+    return values
+
+
+def read_study(path: str | Path) -> Study:
+    """Read and check a study file; every problem is reported at once."""
+    path = Path(path)
+    label = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValidationError([Problem(file=label, message="study file not found")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError([Problem(file=label, message=f"not valid TOML: {exc}")]) from None
+    problems = _unknown(set(raw), TOP, "top level", label)
+    base = path.parent
+
+    tasks: list[Rubric] = []
+    task_names = raw.get("tasks", [])
+    if not task_names or not isinstance(task_names, list):
+        problems.append(Problem(file=label, message="'tasks' must list at least one task"))
+    for t in task_names if isinstance(task_names, list) else []:
+        try:
+            tasks.append(load_rubric(str(t), base))
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+    seen = [r.task for r in tasks]
+    for t in sorted({t for t in seen if seen.count(t) > 1}):
+        problems.append(Problem(file=label, message=f"task '{t}' is listed twice"))
+
+    strategies = raw.get("strategies", ["base"])
+    if not isinstance(strategies, list) or not strategies:
+        problems.append(Problem(file=label, message="'strategies' must be a non-empty list"))
+        strategies = []
+    for s in strategies:
+        if s not in STRATEGIES:
+            problems.append(Problem(file=label, message=f"unknown strategy '{s}' (known: "
+                                    f"{', '.join(STRATEGIES)})"))
+
+    llms: list[LLMConfig] = []
+    entries = raw.get("llm", [])
+    if not entries:
+        problems.append(Problem(file=label, message="no [[llm]] entries"))
+    for i, e in enumerate(entries, 1):
+        where = f"[[llm]] {i}"
+        problems.extend(_unknown(set(e), LLM_FIELDS, where, label))
+        if not isinstance(e.get("model"), str) or not e["model"].strip():
+            problems.append(Problem(file=label, message=f"{where}: 'model' (a litellm model "
+                                    "string such as 'openai/gpt-4o-mini') is required"))
+            continue
+        vals = _typed(LLMConfig, e, where, label, problems)
+        vals.setdefault("name", e["model"])
+        llms.append(LLMConfig(**vals))
+    names = [m.name for m in llms]
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(Problem(file=label, message=f"two [[llm]] entries are named '{n}': give "
+                                "each a distinct name"))
+
+    with_family = [m.name for m in llms if m.family]
+    if with_family and len(with_family) < len(llms):
+        problems.append(Problem(file=label, message=(
+            "give every [[llm]] a family or none (families group LLMs in the model; these have "
+            "none: " + ", ".join(m.name for m in llms if not m.family) + ")")))
+
+    run_raw = raw.get("run", {})
+    rag_raw = raw.get("rag", {})
+    problems.extend(_unknown(set(run_raw), RUN_FIELDS, "[run]", label))
+    problems.extend(_unknown(set(rag_raw), RAG_FIELDS, "[rag]", label))
+    run = RunConfig(**_typed(RunConfig, run_raw, "[run]", label, problems))
+    rag = RagConfig(**_typed(RagConfig, rag_raw, "[rag]", label, problems))
+    if run.concurrency < 1 or run.max_attempts < 1:
+        problems.append(Problem(file=label, message="[run]: concurrency and max_attempts must "
+                                "be at least 1"))
+    replicates = raw.get("replicates", 1)
+    if not isinstance(replicates, int) or isinstance(replicates, bool) or replicates < 1:
+        problems.append(Problem(file=label, message=f"'replicates' must be an integer ≥ 1 (got "
+                                f"{replicates!r})"))
+    cap = raw.get("cost_cap_usd")
+    if cap is not None and (not isinstance(cap, int | float) or cap < 0):
+        problems.append(Problem(file=label, message=f"'cost_cap_usd' must be ≥ 0 (got {cap!r})"))
+    if problems:
+        raise ValidationError(problems)
+    units = raw.get("units")
+    return Study(name=str(raw.get("name", path.stem)), tasks=tasks, llms=llms,
+                 strategies=list(dict.fromkeys(strategies)), replicates=replicates,
+                 cost_cap_usd=float(cap) if cap is not None else None,
+                 units=(base / units) if units else None, run=run, rag=rag, source=label)
