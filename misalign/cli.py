@@ -11,17 +11,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from misalign.cli_collect import register as register_collect
+from misalign.cli_common import EXIT_GATE, err, out
+from misalign.cli_common import fail as _fail
+from misalign.cli_common import problems as _problems
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Bayesian measurement of LLM misalignment with expert judgement.")
-err = Console(stderr=True, soft_wrap=True)  # never break a path or message mid-line
-out = Console()
-
-EXIT_INPUT = 2  # bad input: validation, priors, options
-EXIT_GATE = 3  # --strict and the diagnostics gate failed
 
 
 class Preset(StrEnum):
@@ -53,20 +50,6 @@ class Policy(StrEnum):
 class Format(StrEnum):
     parquet = "parquet"
     csv = "csv"
-
-
-def _fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
-    # Plain text, never wrapped: each problem stays on one line that tools can grep.
-    sys.stderr.write(message.rstrip("\n") + "\n")
-    return typer.Exit(code)
-
-
-def _problems(exc) -> typer.Exit:
-    lines = [str(p) for p in exc.problems]
-    shown = lines[:50]
-    more = f"\n  … and {len(lines) - 50} more" if len(lines) > 50 else ""
-    head = f"error: {len(lines)} problem{'s' if len(lines) != 1 else ''} in the input:"
-    return _fail("\n".join([head, *(f"  - {s}" for s in shown)]) + more)
 
 
 @app.command()

@@ -11,22 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
-EXIT_INPUT = 2
-EXIT_INCOMPLETE = 4  # the run ended with failed or pending requests (rerun to retry them)
+from misalign.cli_common import EXIT_INCOMPLETE, err
+from misalign.cli_common import fail as _fail
+from misalign.cli_common import problems as _problems
 
-
-def _fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
-    sys.stderr.write(message.rstrip("\n") + "\n")
-    return typer.Exit(code)
-
-
-def _problems(exc) -> typer.Exit:
-    lines = [f"  - {p}" for p in exc.problems[:50]]
-    more = f"\n  … and {len(exc.problems) - 50} more" if len(exc.problems) > 50 else ""
-    return _fail(f"error: {len(exc.problems)} problem(s) in the input:\n" + "\n".join(lines)
-                 + more)
+out = Console(soft_wrap=True)  # prompts and paths are printed whole, never re-wrapped
 
 
 def _usd(x: float | None) -> str:
@@ -61,9 +50,9 @@ def _print_dry_run(dr, study) -> None:
 
 
 def _summary_table(s) -> Table:
-    t = Table(title=f"collection run {s.run_id}: {s.status}")
-    t.add_column("")
-    t.add_column("", justify="right")
+    t = Table(title=f"collection run {s.run_id}: {s.status}", show_header=False)
+    t.add_column("what")
+    t.add_column("count", justify="right")
     c = s.store_counts
     rows = [("requests in the plan", f"{s.planned:,}"), ("new this run", f"{s.new_requests:,}"),
             ("to do at start", f"{s.todo_at_start:,}"), ("attempts sent", f"{s.attempts:,}"),

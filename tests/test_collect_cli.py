@@ -71,13 +71,17 @@ def test_injected_instruction_is_recorded_as_a_parse_failure(collected):
     assert clpc and all(r[1] == "scored" for r in clpc)
 
 
+def _export(collected, folder, out):
+    write_experts(folder / "experts.csv", N_UNITS, {"CLPC": (1, 7), "EXPL": (1, 3)})
+    exp = cli("export", str(collected["dir"] / "store.sqlite"), "--out", str(out), "--experts",
+              str(folder / "experts.csv"), env=ENV)
+    assert exp.returncode == 0, exp.stderr
+    return exp
+
+
 def test_no_secret_in_store_log_output_or_export(collected):
     d = collected["dir"]
-    out = d / "ratings.parquet"
-    write_experts(d / "experts.csv", N_UNITS, {"CLPC": (1, 7), "EXPL": (1, 3)})
-    exp = cli("export", str(d / "store.sqlite"), "--out", str(out), "--experts",
-              str(d / "experts.csv"), env=ENV)
-    assert exp.returncode == 0, exp.stderr
+    exp = _export(collected, d, d / "ratings.parquet")
     db = sqlite3.connect(d / "store.sqlite")
     redacted = db.execute("SELECT COUNT(*) FROM responses WHERE error_kind = 'auth' AND error "
                           "LIKE '%[redacted]%'").fetchone()[0]
@@ -97,10 +101,7 @@ def test_no_secret_in_store_log_output_or_export(collected):
 def test_export_feeds_fit_end_to_end(collected, tmp_path):
     d = collected["dir"]
     out = tmp_path / "ratings.csv"
-    write_experts(tmp_path / "experts.csv", N_UNITS, {"CLPC": (1, 7), "EXPL": (1, 3)})
-    exp = cli("export", str(d / "store.sqlite"), "--out", str(out), "--experts",
-              str(tmp_path / "experts.csv"), env=ENV)
-    assert exp.returncode == 0, exp.stderr
+    _export(collected, tmp_path, out)
     ratings = pd.read_csv(out, dtype=str)
     db = sqlite3.connect(d / "store.sqlite")
     scored = db.execute("SELECT COUNT(*) FROM requests WHERE status = 'scored'").fetchone()[0]
