@@ -34,11 +34,12 @@ class GateResult:
                 "rhat_max": RHAT_MAX, "ess_min": ESS_MIN}
 
 
-def diagnostics_gate(shares: xr.Dataset, sample_stats: xr.Dataset | None) -> GateResult:
+def diagnostics_gate(shares: xr.Dataset, sample_stats: xr.Dataset | None,
+                     share_vars: tuple[str, ...] = SHARE_VARS) -> GateResult:
     import arviz as az
 
     rows = []
-    for var in SHARE_VARS:
+    for var in share_vars:
         da = shares[var]
         other = [d for d in da.dims if d not in SAMPLE_DIMS][0]
         rhat = az.rhat(da, sample_dims=list(SAMPLE_DIMS))

@@ -9,15 +9,20 @@ except metadata.PackageNotFoundError:  # running from a source tree without inst
 
 __all__ = ["PRESETS", "E1Results", "MisalignmentData", "SimulatedStudy", "ValidationError",
            "VariancePartitionModel", "__version__", "build_misalignment", "collect",
-           "export_ratings", "fit", "load_misalignment", "load_ratings", "load_results",
+           "export_ratings", "fit", "fit_gstudy", "load_experts", "load_gstudy",
+           "load_misalignment", "noise_ceiling", "load_ratings", "load_results",
            "read_study", "read_units", "simulate"]
 _COLLECT = {"collect", "export_ratings", "read_study", "read_units"}
+_HOME = {"fit_gstudy": "misalign.inference", "load_gstudy": "misalign.inference",
+         "noise_ceiling": "misalign.inference", "load_experts": "misalign.data"}
 
 
 def __getattr__(name: str):
     # Lazy: `misalign collect` and the test server must not pay for importing PyMC.
     if name in _COLLECT:
         return getattr(import_module("misalign.data.collect"), name)
+    if name in _HOME:
+        return getattr(import_module(_HOME[name]), name)
     if name in __all__:
         return getattr(import_module("misalign.api"), name)
     raise AttributeError(f"module 'misalign' has no attribute '{name}'")

@@ -1,6 +1,7 @@
 """The E1 variance-partition model: specification, priors, marginal likelihood, PyMC backend."""
 
 from .backend import SAMPLERS
+from .gstudy import GStudyModel
 from .likelihood import SufficientStats, dense_gaussian_logp, gaussian_marginal_logp
 from .priors import PriorError, default_priors, read_priors_toml, resolve_priors
 from .spec import LIKELIHOODS, ModelSpec, make_spec
@@ -8,6 +9,7 @@ from .variance_partition import EFFECTS, VariancePartitionModel
 
 __all__ = [
     "EFFECTS",
+    "GStudyModel",
     "LIKELIHOODS",
     "SAMPLERS",
     "ModelSpec",
