@@ -34,7 +34,7 @@ import xarray as xr
 
 LEVELS = ("segment", "lesson", "teacher")
 GRID = {"n_lessons": (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 30), "n_segments": (1, 2, 3, 4, 6, 8),
-        "n_raters": (1, 2, 3)}
+        "n_raters": (1, 2, 3, 4, 6, 8, 12)}
 
 
 def _parts(var: xr.DataArray) -> tuple[xr.DataArray, ...]:
