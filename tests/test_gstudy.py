@@ -37,24 +37,27 @@ def test_stacked_likelihood_equals_the_sum_of_per_dimension_likelihoods():
     ratings, _ = simulate_experts(n_teachers=12, lessons=3, segments=3, n_raters=5,
                                   dimensions=("A", "B", "C"), seed=2)
     f = ratings.frame.sample(frac=0.8, random_state=1)  # unequal cells, missing ratings
-    m = GStudyModel(type(ratings)(f.reset_index(drop=True), "t", {}, []))
+    f["school"] = "S" + (f["teacher"].str[1:].astype(int) // 3).astype(str)  # 4 schools
+    m = GStudyModel(type(ratings)(f.reset_index(drop=True), "t", {}, []), facets=("school",))
     n_dim, n_rater = len(m.dims), len(m.coords["rater"])
     fvec = rng.normal(size=(n_dim, n_rater))
-    s_cell, s_res, s_t = rng.uniform(0.2, 1.0, size=(3, n_dim))
+    s_cell, s_res, s_t, s_s = rng.uniform(0.2, 1.0, size=(4, n_dim))
     a = m._stacked()
     st = StackedStats.build(a["y"], a["group"], a["group"] * n_rater + a["rater"],
                             n_dim * n_rater, a["lesson"], m.parents, n_dim)
     stacked = stacked_marginal_logp(st, fvec.ravel(), np.arange(n_dim * n_rater) // n_rater,
-                                    s_cell, s_res, {"teacher": s_t}, np,
+                                    s_cell, s_res, {"teacher": s_t, "school": s_s}, np,
                                     lambda x, i, n: np.bincount(i, weights=x, minlength=n))
     total = 0.0
     for j, d in enumerate(m.dims):
         lessons, cell = np.unique(d.lesson, return_inverse=True)
         teachers, t_idx = np.unique(m.lesson_teacher[lessons], return_inverse=True)
-        stats = SufficientStats.from_arrays(d.y, d.rater, n_rater, cell, [("teacher", t_idx)],
+        _, s_idx = np.unique(m.parents[1][1][teachers], return_inverse=True)
+        stats = SufficientStats.from_arrays(d.y, d.rater, n_rater, cell,
+                                            [("teacher", t_idx), ("school", s_idx)],
                                             grouped=False)
         total += gaussian_marginal_logp(stats, fvec[j], s_cell[j], s_res[j],
-                                        {"teacher": s_t[j]})
+                                        {"teacher": s_t[j], "school": s_s[j]})
     assert stacked == pytest.approx(total, rel=1e-10)
 
 
@@ -125,6 +128,22 @@ def test_results_file_round_trip(simulated_fit, tmp_path):
     import arviz as az
 
     assert "rater" in az.from_netcdf(path).posterior["rater_effect"].dims
+
+
+def test_ncte_with_school_and_district_facets_runs():
+    if not NCTE.exists():
+        pytest.skip("shared NCTE data not present")
+    r = read_ncte_class(NCTE).subset(["CLPC"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = fit_gstudy(r, facets=("school", "district"), draws=100, tune=100, chains=2,
+                         progressbar=False, target_accept=0.8)
+    assert list(res.variances["component"].values) == [
+        "teacher", "school", "district", "lesson", "rater", "residual"]
+    assert res.model.coords["school"][0] != "" and len(res.model.coords["district"]) == 4
+    with pytest.raises(ValueError, match="only available without --correlated"):
+        GStudyModel(read_ncte_class(NCTE).subset(["CLPC", "CLBM"]), facets=("school",),
+                    correlated=True)
 
 
 def test_ncte_reader_reports_missing_per_dimension():
