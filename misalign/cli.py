@@ -17,6 +17,7 @@ from misalign.cli_common import EXIT_GATE, err, out
 from misalign.cli_common import fail as _fail
 from misalign.cli_common import problems as _problems
 from misalign.cli_gstudy import register as register_gstudy
+from misalign.cli_sensitivity import register as register_sensitivity
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Bayesian measurement of LLM misalignment with expert judgement.")
@@ -208,6 +209,7 @@ def summary(
 
 register_collect(app)
 register_gstudy(app)
+register_sensitivity(app)
 
 
 def main() -> None:  # pragma: no cover

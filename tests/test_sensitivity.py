@@ -36,3 +36,43 @@ def test_powerscale_flags_the_prompt_sigma_not_shared_or_residual(small_fit):
     assert table.loc["prompt", "diagnosis"] != "✓"
     for comp in ("unit:task", "residual"):
         assert table.loc[comp, "prior"] < 0.05 and table.loc[comp, "diagnosis"] == "✓"
+
+
+@pytest.fixture(scope="module")
+def gstudy_fit():
+    import warnings
+
+    from misalign.data.simulate_experts import simulate_experts
+    from misalign.inference.gstudy import fit_gstudy
+
+    ratings, _ = simulate_experts(n_teachers=60, dimensions=("A", "B"), seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return fit_gstudy(ratings, draws=300, tune=300, chains=2, progressbar=False,
+                          target_accept=0.8)
+
+
+def test_gstudy_through_the_same_interface(gstudy_fit):
+    from misalign.inference.prior_check import prior_check
+    from misalign.inference.sensitivity import sensitivity_adapter
+    from misalign.models.stacked import StackedStats, stacked_marginal_logp
+
+    m = gstudy_fit.model
+    ll = sensitivity_adapter(m).pointwise_log_likelihood()
+    assert ll.dims == ("chain", "draw", "dimension_teacher") and ll.shape[-1] == 2 * 60
+    post = m.idata["posterior"].to_dataset()
+    a = m._stacked()
+    n_dim, n_rater = len(m.dims), len(m.coords["rater"])
+    st = StackedStats.build(a["y"], a["group"], a["group"] * n_rater + a["rater"],
+                            n_dim * n_rater, a["lesson"], m.parents, n_dim)
+    d = post.isel(chain=1, draw=17)
+    s2 = {c: d[f"sigma_{c}"].values ** 2 for c in m.components}
+    ref = stacked_marginal_logp(
+        st, (d["intercept"].values[:, None] + d["rater_effect"].values).ravel(),
+        np.arange(n_dim * n_rater) // n_rater, s2["lesson"], s2["residual"],
+        {"teacher": s2["teacher"]}, np, lambda x, i, n: np.bincount(i, weights=x, minlength=n))
+    assert float(ll.isel(chain=1, draw=17).sum()) == pytest.approx(ref, rel=1e-10)
+    table = powerscale_table(m)
+    assert set(table.index) == {f"{dim}/{c}" for dim in ("A", "B") for c in m.components}
+    pc = prior_check(m)
+    assert {"share:teacher", "share:rater", "error_sd"} <= set(pc.index)
