@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import xarray as xr
 
 from misalign.models.gstudy import GStudyModel
@@ -61,11 +62,16 @@ class _Pointwise:
         """(draws, top nodes) log likelihoods. ``f``: (draws, design); σ²'s: (draws, nodes of
         their level) or (draws, 1)."""
         nd = f.shape[0]
+        cache: dict = {}
 
         def seg(x: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
-            out = np.zeros((nd, n))
-            np.add.at(out, (slice(None), idx), x)
-            return out
+            # Segment sums as a sparse matrix product: np.add.at is ~100× slower here.
+            key = (id(idx), n)
+            if key not in cache:
+                cache[key] = sp.csr_matrix((np.ones(len(idx)), (idx, np.arange(len(idx)))),
+                                           shape=(n, len(idx)))
+            x = np.broadcast_to(x, (nd, len(idx)))
+            return np.asarray((cache[key] @ x.T).T)
 
         fp = f[:, self.p_design]
         g = seg(self.p_n * fp, self.p_cell, self.n_cells)

@@ -148,6 +148,19 @@ def refit_task(path: str, set_name: str, overrides: dict, settings: SweepSetting
     return rows.reset_index(drop=True)
 
 
+# Threading that changes reduction order (BLAS, OpenMP) is pinned, so a refit gives the same
+# bits under a Dask nanny (which sets these to 1) and anywhere else; it also keeps parallel
+# refits from oversubscribing the cores.
+PINNED_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1"}
+
+
+def _child_env() -> dict:
+    import os
+
+    return {**os.environ, **PINNED_ENV}
+
+
 def refit_isolated(path: str, set_name: str, overrides: dict, settings: SweepSettings
                    ) -> pd.DataFrame:
     """``refit_task`` in a fresh Python process (plain subprocess, so it also works inside a
@@ -156,7 +169,7 @@ def refit_isolated(path: str, set_name: str, overrides: dict, settings: SweepSet
         src, dst = Path(tmp) / "task.pkl", Path(tmp) / "result.pkl"
         src.write_bytes(pickle.dumps((path, set_name, overrides, settings)))
         proc = subprocess.run([sys.executable, "-m", "misalign.inference.sweep", str(src),
-                               str(dst)], capture_output=True, text=True)
+                               str(dst)], capture_output=True, text=True, env=_child_env())
         if proc.returncode != 0 or not dst.exists():
             raise RuntimeError(f"refit under prior set '{set_name}' failed:\n"
                                f"{proc.stderr[-3000:]}")
