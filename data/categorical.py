@@ -63,3 +63,57 @@ def sorted_codes(s: pd.Series) -> tuple[np.ndarray, list[str]]:
 
 def _code_dtype(n: int) -> type:
     return np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
+
+
+def frame_to_dataset(frame: pd.DataFrame, text: list[str], numbers: list[str]):
+    """A table as an xarray Dataset along ``rating``: text columns as canonical codes with a
+    ``{col}_labels`` coordinate, numbers as float64 (the form results files store)."""
+    import xarray as xr
+
+    ds = xr.Dataset()
+    for col in text:
+        codes, labels = sorted_codes(frame[col])
+        ds[col] = xr.DataArray(codes, dims=("rating",))
+        ds.coords[f"{col}_labels"] = xr.DataArray(np.asarray(labels, dtype=object),
+                                                  dims=(f"{col}_labels",))
+    for col in numbers:
+        ds[col] = xr.DataArray(frame[col].to_numpy(dtype=np.float64), dims=("rating",))
+    return ds
+
+
+def dataset_to_frame(ds, text: list[str], numbers: list[str], categorical: bool = True
+                     ) -> pd.DataFrame:
+    """The inverse of ``frame_to_dataset`` (text as Categoricals, or as plain strings)."""
+    out = {}
+    n = ds.sizes.get("rating", 0)
+    for col in text:
+        labels = np.asarray(ds[f"{col}_labels"].values, dtype=object).astype(str)
+        # NetCDF gives an empty string back as "nan".
+        labels = np.where(labels == "nan", "", labels) if len(labels) else labels
+        if not len(labels):
+            labels, codes = np.array([""], dtype=object), np.zeros(n, np.int32)
+        else:
+            codes = ds[col].values
+        out[col] = (pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
+                    if categorical else np.asarray(labels, dtype=object)[codes])
+    for col in numbers:
+        out[col] = ds[col].values
+    return pd.DataFrame(out)[[*text, *numbers]]
+
+
+def frame_hash(frame: pd.DataFrame, columns: list[str]) -> str:
+    """SHA-256 of a table's content: labels and their canonical codes, float bytes. Equal for
+    equal content whatever the column dtypes (Categorical or plain text)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for col in columns:
+        h.update(col.encode())
+        v = frame[col]
+        if pd.api.types.is_float_dtype(v.dtype):
+            h.update(np.ascontiguousarray(v.to_numpy(dtype=np.float64)).tobytes())
+        else:
+            codes, labels = sorted_codes(v)
+            h.update("\x1e".join(labels).encode())
+            h.update(np.ascontiguousarray(codes).tobytes())
+    return h.hexdigest()

@@ -8,12 +8,15 @@ dimension). Missing scores are counted per dimension and reported, never silentl
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
+from .categorical import dataset_to_frame, frame_hash, frame_to_dataset
 from .schema import Problem, ValidationError
 
 NCTE_DIMENSIONS = ("CLPC", "CLNC", "CLTS", "CLRSP", "CLBM", "CLPRDT", "CLILF", "CLCU", "CLAPS",
@@ -55,6 +58,33 @@ class ExpertRatings:
 
     def has(self, facet: str) -> bool:
         return bool((self.frame[facet] != "").any())
+
+    def data_hash(self) -> str:
+        return frame_hash(self.frame, list(COLUMNS))
+
+    def summary(self) -> dict:
+        f = self.frame
+        out = {"ratings": len(f), "dimensions": len(self.dimensions)}
+        for col in ("rater", "teacher", "lesson", "segment", "school", "district"):
+            if (f[col] != "").any():
+                out[col] = int(f[col].nunique())
+        return out
+
+    def to_dataset(self) -> xr.Dataset:
+        """The ratings as stored in results files (codes + labels), with what was missing."""
+        ds = frame_to_dataset(self.frame, list(COLUMNS[:-1]), ["score"])
+        ds.attrs = {"source": self.source, "missing": json.dumps(self.missing),
+                    "notes": json.dumps(self.notes),
+                    "scale": json.dumps({d: list(v) for d, v in self.scale.items()})}
+        return ds
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset) -> ExpertRatings:
+        frame = dataset_to_frame(ds, list(COLUMNS[:-1]), ["score"], categorical=False)
+        a = ds.attrs
+        return cls(frame, a["source"], json.loads(a.get("missing", "{}")),
+                   json.loads(a.get("notes", "[]")),
+                   {d: tuple(v) for d, v in json.loads(a.get("scale", "{}")).items()})
 
 
 def _ids(s: pd.Series) -> pd.Series:

@@ -7,19 +7,22 @@ that task (``expert-sd``, default) or 1 (``raw``, rubric points).
 
 from __future__ import annotations
 
-import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
-from .categorical import clean_text, sorted_codes
+from .categorical import clean_text, dataset_to_frame, frame_hash, frame_to_dataset, sorted_codes
 from .io import RatingsTable
 from .schema import Problem, ValidationError
 
 ERROR_SCALES = ("expert-sd", "raw")
 FRAME_COLUMNS = ["unit_id", "transcript_id", "teacher_id", "task", "llm", "family", "prompt",
                  "replicate", "score", "reference", "error"]
+NUMBER_COLUMNS = ["score", "reference", "error"]
+TEXT_COLUMNS = [c for c in FRAME_COLUMNS if c not in NUMBER_COLUMNS]
 
 
 @dataclass
@@ -88,17 +91,22 @@ class MisalignmentData:
 
     def data_hash(self) -> str:
         """SHA-256 of the table's content (labels and their canonical codes, float bytes)."""
-        h = hashlib.sha256()
-        for col in FRAME_COLUMNS:
-            h.update(col.encode())
-            v = self.frame[col]
-            if pd.api.types.is_float_dtype(v.dtype):
-                h.update(np.ascontiguousarray(v.to_numpy(dtype=np.float64)).tobytes())
-            else:
-                codes, labels = sorted_codes(v)
-                h.update("\x1e".join(labels).encode())
-                h.update(np.ascontiguousarray(codes).tobytes())
-        return h.hexdigest()
+        return frame_hash(self.frame, FRAME_COLUMNS)
+
+    def to_dataset(self) -> xr.Dataset:
+        """The table as stored in results files (codes + labels), with the scale choice."""
+        ds = frame_to_dataset(self.frame, TEXT_COLUMNS, NUMBER_COLUMNS)
+        ds.attrs = {"task_scale": json.dumps(self.task_scale), "error_scale": self.error_scale,
+                    "n_experts": self.n_experts, "n_expert_ratings": self.n_expert_ratings}
+        return ds
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset) -> MisalignmentData:
+        return cls.from_frame(dataset_to_frame(ds, TEXT_COLUMNS, NUMBER_COLUMNS),
+                              error_scale=ds.attrs["error_scale"],
+                              task_scale=json.loads(ds.attrs["task_scale"]),
+                              n_experts=int(ds.attrs["n_experts"]),
+                              n_expert_ratings=int(ds.attrs["n_expert_ratings"]))
 
     def summary(self) -> dict:
         out = {"ratings": self.n_ratings, "experts": self.n_experts,

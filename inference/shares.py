@@ -9,14 +9,15 @@ variance of the realised effects of the levels in the data instead of σ² for t
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from misalign.data.components import AGGREGATES, PARTITION
 from misalign.models import EFFECTS, VariancePartitionModel
+from misalign.models.base import SAMPLE_DIMS
 from misalign.models.priors import SIGMA_PRIORS
 
-SAMPLE_DIMS = ("chain", "draw")
-HDI_PROB = 0.94
+from .summaries import HDI_PROB, interval_frame
 
 
 def _variances(model: VariancePartitionModel, post: xr.Dataset, finite: bool) -> xr.DataArray:
@@ -73,31 +74,14 @@ SHARE_VARS = ("superpopulation", "finite_population", "superpopulation_aggregate
               "finite_population_aggregate")
 
 
-def _hdi(da: xr.DataArray, prob: float) -> xr.DataArray:
-    import arviz as az
-
-    return az.hdi(da, prob=prob, dim=list(SAMPLE_DIMS))
-
-
-def share_table(shares: xr.Dataset, prob: float = HDI_PROB):
+def share_table(shares: xr.Dataset, prob: float = HDI_PROB) -> pd.DataFrame:
     """The E1 table: one row per component and aggregate, both kinds of share."""
-    import pandas as pd
-
-    rows = []
+    frames = []
     for kind_dim, sp, fp in (("component", "superpopulation", "finite_population"),
                              ("aggregate", "superpopulation_aggregate",
                               "finite_population_aggregate")):
-        h_sp, h_fp = _hdi(shares[sp], prob), _hdi(shares[fp], prob)
-        m_sp, m_fp = shares[sp].mean(SAMPLE_DIMS), shares[fp].mean(SAMPLE_DIMS)
-        for name in shares[sp][kind_dim].values.tolist():
-            sel = {kind_dim: name}
-            rows.append({
-                "kind": kind_dim, "name": name,
-                "finite_mean": float(m_fp.sel(sel)),
-                "finite_lower": float(h_fp.sel(sel).sel(ci_bound="lower")),
-                "finite_upper": float(h_fp.sel(sel).sel(ci_bound="upper")),
-                "super_mean": float(m_sp.sel(sel)),
-                "super_lower": float(h_sp.sel(sel).sel(ci_bound="lower")),
-                "super_upper": float(h_sp.sel(sel).sel(ci_bound="upper")),
-            })
-    return pd.DataFrame(rows)
+        f = interval_frame({"finite": shares[fp], "super": shares[sp]}, prob)
+        f = f.rename(columns={kind_dim: "name"})
+        f.insert(0, "kind", kind_dim)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)

@@ -7,14 +7,14 @@ try:
 except metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-__all__ = ["PRESETS", "E1Results", "MisalignmentData", "SimulatedStudy", "ValidationError",
-           "VariancePartitionModel", "__version__", "build_misalignment", "collect",
-           "export_ratings", "fit", "fit_gstudy", "load_experts", "load_gstudy",
-           "load_misalignment", "noise_ceiling", "load_ratings", "load_results",
-           "read_study", "read_units", "simulate"]
+__all__ = ["PRESETS", "AnalysisResults", "E1Results", "GStudyResults", "MisalignmentData",
+           "SamplerConfig", "SimulatedStudy", "ValidationError", "VariancePartitionModel",
+           "__version__", "build_misalignment", "collect", "export_ratings", "fit",
+           "fit_gstudy", "load", "load_experts", "load_gstudy", "load_misalignment",
+           "load_ratings", "load_results", "misalignment_data", "noise_ceiling", "read_study",
+           "read_units", "simulate"]
 _COLLECT = {"collect", "export_ratings", "read_study", "read_units"}
-_HOME = {"fit_gstudy": "misalign.inference", "load_gstudy": "misalign.inference",
-         "noise_ceiling": "misalign.inference", "load_experts": "misalign.data"}
+_HOME = {"noise_ceiling": "misalign.inference"}
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""The public Python API: load or simulate ratings, fit E1, read results."""
+"""The public Python API: load or simulate ratings, fit an analysis, read any results file."""
 
 from __future__ import annotations
 
@@ -12,9 +12,18 @@ from misalign.data import (
     build_misalignment,
     load_ratings,
 )
+from misalign.data.experts import ExpertRatings, load_experts
 from misalign.data.simulate import PRESETS, SimulatedStudy, simulate
-from misalign.inference import E1Results, fit_e1, load_results
+from misalign.inference import (
+    AnalysisResults,
+    E1Results,
+    GStudyResults,
+    load,
+    load_gstudy,
+    load_results,
+)
 from misalign.models import VariancePartitionModel, read_priors_toml
+from misalign.models.options import SamplerConfig
 
 
 def load_misalignment(path: str | Path, tasks: str | Path | None = None,
@@ -26,22 +35,58 @@ def load_misalignment(path: str | Path, tasks: str | Path | None = None,
     return build_misalignment(table, error_scale=error_scale, tasks=task_subset), table
 
 
-def fit(data: MisalignmentData | SimulatedStudy | str | Path, *, tasks: str | Path | None = None,
-        error_scale: str = "expert-sd", likelihood: str = "gaussian",
-        priors: dict[str, Any] | str | Path | None = None, sampler: str = "nutpie",
-        draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int | None = None,
-        progressbar: bool = False) -> E1Results:
-    """Fit E1 to a file, a simulated study or a prepared misalignment table."""
+def misalignment_data(data: MisalignmentData | SimulatedStudy | str | Path | None = None, *,
+                      tasks: str | Path | None = None, error_scale: str = "expert-sd",
+                      score_policy: str = "error", task_subset: list[str] | None = None,
+                      preset: str = "small") -> tuple[MisalignmentData, RatingsTable | None]:
+    """The E1 input from a ratings file, a simulated study, a prepared table, or (``None``) the
+    embedded default: the simulated ``preset`` study. Also returns the validated ratings (with
+    any rows dropped under ``score_policy="drop"``) when read from a file."""
+    if isinstance(data, MisalignmentData):
+        return data, None
     if isinstance(data, (str, Path)):
-        data, _ = load_misalignment(data, tasks=tasks, error_scale=error_scale)
-    elif isinstance(data, SimulatedStudy):
-        data = build_misalignment(data.table(), error_scale=error_scale)
-    if isinstance(priors, (str, Path)):
-        priors = read_priors_toml(priors)
-    return fit_e1(data, likelihood=likelihood, priors=priors, sampler=sampler, draws=draws,
-                  tune=tune, chains=chains, seed=seed, progressbar=progressbar)
+        return load_misalignment(data, tasks=tasks, error_scale=error_scale,
+                                 score_policy=score_policy, task_subset=task_subset)
+    study = data if data is not None else simulate(preset, compute_truth=False)
+    return build_misalignment(study.table(), error_scale=error_scale, tasks=task_subset), None
 
 
-__all__ = ["PRESETS", "E1Results", "MisalignmentData", "SimulatedStudy", "ValidationError",
-           "VariancePartitionModel", "build_misalignment", "fit", "load_misalignment",
-           "load_ratings", "load_results", "simulate"]
+def _priors(priors: dict[str, Any] | str | Path | None) -> dict[str, Any] | None:
+    return read_priors_toml(priors) if isinstance(priors, (str, Path)) else priors
+
+
+def fit(data: MisalignmentData | SimulatedStudy | str | Path | None = None, *,
+        tasks: str | Path | None = None, error_scale: str = "expert-sd",
+        likelihood: str = "gaussian", priors: dict[str, Any] | str | Path | None = None,
+        score_policy: str = "error", task_subset: list[str] | None = None,
+        preset: str = "small", sampling: SamplerConfig | None = None,
+        **sampler: Any) -> E1Results:
+    """Fit E1 to a ratings file, a simulated study, a prepared table or the embedded default.
+    ``priors``: overrides by name, or a TOML file of them; ``sampler``: any ``SamplerConfig``
+    field (``draws``, ``chains``, ``seed``, …)."""
+    mis, _ = misalignment_data(data, tasks=tasks, error_scale=error_scale,
+                               score_policy=score_policy, task_subset=task_subset, preset=preset)
+    return E1Results.fit(mis, likelihood=likelihood, priors=_priors(priors), sampling=sampling,
+                         **sampler)
+
+
+def fit_gstudy(ratings: ExpertRatings | str | Path, *, fmt: str = "long",
+               tasks: str | Path | None = None, dimensions: list[str] | None = None,
+               facets: tuple[str, ...] = (), likelihood: str = "gaussian",
+               correlated: bool = False, priors: dict[str, Any] | str | Path | None = None,
+               sampling: SamplerConfig | None = None, **sampler: Any) -> GStudyResults:
+    """G-study of expert ratings (an ``ExpertRatings`` or a file in ``fmt``)."""
+    if not isinstance(ratings, ExpertRatings):
+        ratings = load_experts(ratings, fmt, tasks)
+    if dimensions:
+        ratings = ratings.subset(dimensions)
+    return GStudyResults.fit(ratings, facets=facets, likelihood=likelihood,
+                             correlated=correlated, priors=_priors(priors), sampling=sampling,
+                             **sampler)
+
+
+__all__ = ["PRESETS", "AnalysisResults", "E1Results", "GStudyResults", "MisalignmentData",
+           "SamplerConfig", "SimulatedStudy", "ValidationError", "VariancePartitionModel",
+           "build_misalignment", "fit", "fit_gstudy", "load", "load_experts", "load_gstudy",
+           "load_misalignment", "load_ratings", "load_results", "misalignment_data",
+           "simulate"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 import warnings
 from enum import StrEnum
@@ -13,11 +11,31 @@ from typing import Annotated
 import typer
 
 from misalign.cli_collect import register as register_collect
-from misalign.cli_common import EXIT_GATE, err, out
+from misalign.cli_common import (
+    DEFAULT_SAMPLER,
+    ChainsOpt,
+    DrawsOpt,
+    JsonOpt,
+    Likelihood,
+    PriorsOpt,
+    ProgressOpt,
+    SamplerOpt,
+    SeedOpt,
+    StrictOpt,
+    TargetAcceptOpt,
+    TuneOpt,
+    err,
+    load_or_fail,
+    out,
+    sampler_config,
+    save_and_show,
+    show_results,
+)
 from misalign.cli_common import fail as _fail
 from misalign.cli_common import problems as _problems
 from misalign.cli_gstudy import register as register_gstudy
 from misalign.cli_sensitivity import register as register_sensitivity
+from misalign.models.options import DEFAULTS
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Bayesian measurement of LLM misalignment with expert judgement.")
@@ -31,17 +49,6 @@ class Preset(StrEnum):
 class ErrorScale(StrEnum):
     expert_sd = "expert-sd"
     raw = "raw"
-
-
-class Likelihood(StrEnum):
-    gaussian = "gaussian"
-    student = "student"
-
-
-class Sampler(StrEnum):
-    nutpie = "nutpie"
-    numpyro = "numpyro"
-    pymc = "pymc"
 
 
 class Policy(StrEnum):
@@ -90,22 +97,20 @@ def fit(
                      ] = None,
     error_scale: Annotated[ErrorScale, typer.Option(help="Common scale of the errors.")
                            ] = ErrorScale.expert_sd,
-    likelihood: Annotated[Likelihood, typer.Option()] = Likelihood.gaussian,
-    sampler: Annotated[Sampler, typer.Option(help=(
-        "nutpie: CPU, fastest here; numpyro: JAX, uses a GPU when one is visible "
-        '(pip install "misalign[jax]"); pymc: PyMC\'s own NUTS.'))] = Sampler.nutpie,
-    draws: Annotated[int, typer.Option(min=1)] = 1000,
-    tune: Annotated[int, typer.Option(min=0)] = 1000,
-    chains: Annotated[int, typer.Option(min=1)] = 4,
-    seed: Annotated[int, typer.Option(help="Seed for the sampler.")] = 1,
-    target_accept: Annotated[float, typer.Option(min=0.5, max=0.999, help=(
-        "NUTS target acceptance; raise it if the gate reports divergences."))] = 0.95,
-    priors: Annotated[Path | None, typer.Option(help="TOML file of prior overrides by name.")
-                      ] = None,
+    likelihood: Annotated[Likelihood, typer.Option(help=(
+        "gaussian: nested effects integrated out (fast, the partition to read); student: "
+        "robust to a few wild ratings, one latent per unit×task (slow)."))
+    ] = Likelihood.gaussian,
+    sampler: SamplerOpt = DEFAULT_SAMPLER,
+    draws: DrawsOpt = DEFAULTS.draws,
+    tune: TuneOpt = DEFAULTS.tune,
+    chains: ChainsOpt = DEFAULTS.chains,
+    seed: SeedOpt = DEFAULTS.seed,
+    target_accept: TargetAcceptOpt = DEFAULTS.target_accept,
+    priors: PriorsOpt = None,
     results: Annotated[Path, typer.Option("--out", help="Results file (NetCDF).")] = Path(
         "results.nc"),
-    strict: Annotated[bool, typer.Option(help="Exit non-zero if the diagnostics gate fails.")
-                      ] = False,
+    strict: StrictOpt = False,
     preset: Annotated[Preset, typer.Option(help="Simulated study to fit when no DATA is given.")
                       ] = Preset.small,
     score_policy: Annotated[Policy, typer.Option(
@@ -113,98 +118,53 @@ def fit(
     ] = Policy.error,
     task_subset: Annotated[str | None, typer.Option(
         "--task-subset", help="Comma-separated tasks to fit (default: all).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show the sampler's progress bar.")] = True,
+    as_json: JsonOpt = False,
+    progress: ProgressOpt = DEFAULTS.progressbar,
 ) -> None:
     """Fit the E1 variance partition and print the share table."""
-    from misalign.api import build_misalignment, load_misalignment
+    from misalign import api
     from misalign.data import ValidationError
-    from misalign.data.simulate import simulate as run_simulation
-    from misalign.inference import fit_e1
-    from misalign.models import PriorError, read_priors_toml
-    from misalign.reports import E1Report, to_rich_table
+    from misalign.models import PriorError
 
     t0 = time.perf_counter()
     subset = [t.strip() for t in task_subset.split(",")] if task_subset else None
-    caught: list[str] = []
+    cfg = sampler_config(sampler, draws, tune, chains, seed, target_accept,
+                         progress and not as_json)
     try:
-        with warnings.catch_warnings(record=True) as wlist:
-            warnings.simplefilter("always", UserWarning)
+        with warnings.catch_warnings():
+            # The few-level notes come back as the results' notes, printed once at the end.
+            warnings.simplefilter("ignore", UserWarning)
+            mis, table = api.misalignment_data(
+                data, tasks=tasks, error_scale=error_scale.value,
+                score_policy=score_policy.value, task_subset=subset, preset=preset.value)
             if data is None:
-                study = run_simulation(preset.value, seed=None, compute_truth=False)
                 err.print(f"no data given: fitting the simulated '{preset.value}' study "
-                          f"({len(study.ratings):,} ratings; truth in `misalign simulate`)")
-                mis = build_misalignment(study.table(), error_scale=error_scale.value,
-                                         tasks=subset)
-            else:
-                mis, table = load_misalignment(data, tasks=tasks, error_scale=error_scale.value,
-                                               score_policy=score_policy.value,
-                                               task_subset=subset)
-                if len(table.dropped):
-                    dropped = table.write_dropped(results.with_suffix(".dropped.csv"))
-                    err.print(f"dropped {len(table.dropped)} row(s) under --score-policy drop; "
-                              f"each with its reason in {dropped}")
-            overrides = read_priors_toml(priors) if priors else None
+                          f"({mis.n_ratings:,} LLM ratings; truth in `misalign simulate`)")
+            if table is not None and len(table.dropped):
+                dropped = table.write_dropped(results.with_suffix(".dropped.csv"))
+                err.print(f"dropped {len(table.dropped)} row(s) under --score-policy drop; "
+                          f"each with its reason in {dropped}")
             if not as_json:
                 err.print(f"fitting {mis.n_ratings:,} LLM ratings: " + ", ".join(
                     f"{k} {v}" for k, v in mis.summary().items() if k not in ("error_scale",)))
                 err.print(f"compiling the model for {sampler.value} (tens of seconds), "
                           "then sampling…")
-            res = fit_e1(mis, likelihood=likelihood.value, priors=overrides,
-                         sampler=sampler.value, draws=draws, tune=tune, chains=chains, seed=seed,
-                         progressbar=progress and not as_json, target_accept=target_accept)
-        caught = [str(w.message) for w in wlist if issubclass(w.category, UserWarning)]
+            res = api.fit(mis, likelihood=likelihood.value, priors=priors, sampling=cfg)
     except ValidationError as exc:
         raise _problems(exc) from None
-    except PriorError as exc:
+    except (PriorError, FileNotFoundError, ImportError) as exc:
         raise _fail(f"error: {exc}") from None
-    except (FileNotFoundError, ImportError) as exc:
-        raise _fail(f"error: {exc}") from None
-    try:
-        saved = res.save(results)
-    except OSError as exc:
-        raise _fail(f"error: cannot write {results}: {exc}") from None
-    report = E1Report.from_results(res)
-    report.fit["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    if as_json:
-        payload = report.to_dict() | {"results_file": str(saved)}
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-    else:
-        out.print(to_rich_table(report))
-        for note in dict.fromkeys(caught + res.notes):
-            err.print(f"note: {note}", markup=False, highlight=False)
-        sys.stderr.write(res.gate.message() + "\n")
-        tm = report.fit.get("timing", {})
-        out.print(f"results: {saved}  ({report.fit['wall_seconds']} s; compile "
-                  f"{tm.get('compile_s', float('nan')):.1f} s, sampling "
-                  f"{tm.get('sample_s', float('nan')):.1f} s)", markup=False, highlight=False)
-    if strict and not res.gate.passed:
-        raise typer.Exit(EXIT_GATE)
+    save_and_show(res, results, as_json, strict, time.perf_counter() - t0)
 
 
 @app.command()
 def summary(
-    results: Annotated[Path, typer.Argument(help="A results file written by `misalign fit`.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    results: Annotated[Path, typer.Argument(help=(
+        "A results file written by misalign (fit, gstudy, …)."))],
+    as_json: JsonOpt = False,
 ) -> None:
-    """Print the E1 table and the diagnostics of a results file."""
-    from misalign.inference import load_results
-    from misalign.reports import E1Report, to_json, to_rich_table
-
-    if not results.exists():
-        raise _fail(f"error: {results}: file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            res = load_results(results)
-    except (OSError, ValueError, KeyError) as exc:
-        raise _fail(f"error: {results}: not a misalign results file ({exc})") from None
-    report = E1Report.from_results(res)
-    if as_json:
-        sys.stdout.write(to_json(report) + "\n")
-        return
-    out.print(to_rich_table(report))
-    sys.stderr.write(res.gate.message() + "\n")
+    """Print the tables, notes and diagnostics of any results file."""
+    show_results(load_or_fail(results), as_json)
 
 
 register_collect(app)

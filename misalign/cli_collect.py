@@ -122,8 +122,7 @@ def collect(
         scored: set[str] = set()
         if store_path.exists():
             with Store(store_path, readonly=True) as s:
-                scored = {k for (k,) in s.db.execute(
-                    "SELECT key FROM requests WHERE status = 'scored'")}
+                scored = s.scored_keys()
         _print_dry_run(make_dry_run(st, un, scored), st)
         return
     import logging
@@ -136,12 +135,10 @@ def collect(
         with Store(store_path) as s, bar as (on_progress, set_total):
             from misalign.data.collect.runner import Collector
 
-            c = Collector(st, un, s, concurrency=concurrency, cost_cap=cost_cap,
-                          retry_failed=retry_failed, on_progress=on_progress,
-                          redactor=redactor)
-            c.log_path = str(log or store_path.with_suffix(".log"))
-            c.on_prepared = set_total
-            summary = c.run()
+            summary = Collector(st, un, s, concurrency=concurrency, cost_cap=cost_cap,
+                                retry_failed=retry_failed, on_progress=on_progress,
+                                on_prepared=set_total, redactor=redactor,
+                                log_path=str(log or store_path.with_suffix(".log"))).run()
     except (StoreError, CollectError) as exc:
         raise _fail(f"error: {redactor(str(exc))}") from None
     except KeyboardInterrupt:

@@ -1,11 +1,21 @@
-"""What every command shares: the consoles, exit codes and plain error messages."""
+"""What every command shares: consoles, exit codes, plain error messages, the sampler options
+(their defaults are ``SamplerConfig``'s, so Python and the CLI agree), and the results output."""
 
 from __future__ import annotations
 
+import json
 import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+from misalign.models.options import DEFAULTS, LIKELIHOODS, SAMPLERS, SamplerConfig
+
+if TYPE_CHECKING:
+    from misalign.inference.analysis import AnalysisResults
 
 err = Console(stderr=True, soft_wrap=True)  # never break a path or message mid-line
 out = Console()
@@ -27,3 +37,75 @@ def problems(exc) -> typer.Exit:
     more = f"\n  … and {len(lines) - 50} more" if len(lines) > 50 else ""
     head = f"error: {len(lines)} problem{'s' if len(lines) != 1 else ''} in the input:"
     return fail("\n".join([head, *(f"  - {s}" for s in shown)]) + more)
+
+
+# -- options shared by the fitting commands ----------------------------------------------------
+Sampler = StrEnum("Sampler", [(s, s) for s in SAMPLERS])
+Likelihood = StrEnum("Likelihood", [(s, s) for s in LIKELIHOODS])
+
+SamplerOpt = Annotated[Sampler, typer.Option(help=(
+    "nutpie: CPU, fastest here; numpyro: JAX, uses a GPU when one is visible "
+    '(pip install "misalign[jax]"); pymc: PyMC\'s own NUTS.'))]
+DrawsOpt = Annotated[int, typer.Option(min=1, help="Posterior draws per chain.")]
+TuneOpt = Annotated[int, typer.Option(min=0, help="Warm-up draws per chain.")]
+ChainsOpt = Annotated[int, typer.Option(min=1, help="Chains (4 or more for the gate's R-hat).")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
+TargetAcceptOpt = Annotated[float | None, typer.Option(min=0.5, max=0.999, help=(
+    "NUTS target acceptance; raise it if the gate reports divergences. Default: the model's "
+    "(E1 0.95, G-study 0.8)."))]
+PriorsOpt = Annotated[Path | None, typer.Option(help="TOML file of prior overrides by name.")]
+StrictOpt = Annotated[bool, typer.Option(help="Exit 3 if the diagnostics gate fails.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
+ProgressOpt = Annotated[bool, typer.Option(help="Show the sampler's progress bar.")]
+DEFAULT_SAMPLER = Sampler(DEFAULTS.sampler)
+
+
+def sampler_config(sampler: StrEnum, draws: int, tune: int, chains: int, seed: int,
+                   target_accept: float | None, progress: bool) -> SamplerConfig:
+    return SamplerConfig(sampler=sampler.value, draws=draws, tune=tune, chains=chains,
+                         seed=seed, target_accept=target_accept, progressbar=progress)
+
+
+def load_or_fail(path: Path) -> AnalysisResults:
+    """Any results file, or exit 2 with a plain message."""
+    import warnings
+
+    from misalign.inference import load
+    from misalign.models import ResultsFileError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return load(path)
+    except ResultsFileError as exc:
+        raise fail(f"error: {exc}") from None
+
+
+def show_results(res: AnalysisResults, as_json: bool, extra: dict | None = None) -> None:
+    """The results on stdout (tables, or JSON), notes and the gate on stderr."""
+    from misalign.reports import print_summary
+
+    if as_json:
+        payload = res.to_dict() | (extra or {})
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    else:
+        print_summary(res, out, err)
+
+
+def save_and_show(res: AnalysisResults, path: Path, as_json: bool, strict: bool,
+                  wall_s: float) -> None:
+    """What ``fit``-like commands end with: write the file, show the results, honour
+    ``--strict``."""
+    try:
+        saved = res.save(path)
+    except OSError as exc:
+        raise fail(f"error: cannot write {path}: {exc}") from None
+    res.model.fit_config["wall_seconds"] = round(wall_s, 2)
+    show_results(res, as_json, {"results_file": str(saved)})
+    if not as_json:
+        tm = res.model.fit_config.get("timing", {})
+        out.print(f"results: {saved}  ({wall_s:.1f} s; compile "
+                  f"{tm.get('compile_s', float('nan')):.1f} s, sampling "
+                  f"{tm.get('sample_s', float('nan')):.1f} s)", markup=False, highlight=False)
+    if strict and not res.gate.passed:
+        raise typer.Exit(EXIT_GATE)

@@ -1,25 +1,25 @@
-"""The E1 variance-partition model: specification, priors, marginal likelihood, PyMC backend."""
+"""The models: the frame every model shares (``BayesianModel``), E1 and the G-study, their
+priors, marginal likelihoods and the PyMC backends.
 
-from .backend import SAMPLERS
-from .gstudy import GStudyModel
-from .likelihood import SufficientStats, dense_gaussian_logp, gaussian_marginal_logp
-from .priors import PriorError, default_priors, read_priors_toml, resolve_priors
-from .spec import LIKELIHOODS, ModelSpec, make_spec
-from .variance_partition import EFFECTS, VariancePartitionModel
+Names load on first use (PEP 562), so that ``misalign.models.options`` (what the CLI needs
+before anything heavy) can be imported without PyMC.
+"""
 
-__all__ = [
-    "EFFECTS",
-    "GStudyModel",
-    "LIKELIHOODS",
-    "SAMPLERS",
-    "ModelSpec",
-    "PriorError",
-    "SufficientStats",
-    "VariancePartitionModel",
-    "default_priors",
-    "dense_gaussian_logp",
-    "gaussian_marginal_logp",
-    "make_spec",
-    "read_priors_toml",
-    "resolve_priors",
-]
+from importlib import import_module
+
+_HOME = {
+    "DEFAULTS": "options", "LIKELIHOODS": "options", "SAMPLERS": "options",
+    "SamplerConfig": "options", "BayesianModel": "base", "GStudyModel": "gstudy",
+    "SufficientStats": "likelihood", "dense_gaussian_logp": "likelihood",
+    "gaussian_marginal_logp": "likelihood", "PriorError": "priors",
+    "default_priors": "priors", "read_priors_toml": "priors", "resolve_priors": "priors",
+    "ResultsFileError": "serialize", "ModelSpec": "spec", "make_spec": "spec",
+    "EFFECTS": "variance_partition", "VariancePartitionModel": "variance_partition",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

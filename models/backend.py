@@ -18,11 +18,7 @@ import time
 import pymc as pm
 import xarray as xr
 
-SAMPLERS = ("nutpie", "numpyro", "pymc")
-# Factors with few levels pin their realised effects, so log σ meets a steep wall
-# (−α²/2σ²) in its left tail; smaller steps avoid the rare divergences there. Gradients of
-# the marginalised model are cheap, so the extra leapfrog steps cost little.
-TARGET_ACCEPT = 0.95
+from .options import SamplerConfig
 
 
 def _jax_platform() -> str:
@@ -31,12 +27,11 @@ def _jax_platform() -> str:
     return jax.default_backend()
 
 
-def sample(model: pm.Model, sampler: str = "nutpie", draws: int = 1000, tune: int = 1000,
-           chains: int = 4, seed: int | None = None, progressbar: bool = True,
-           target_accept: float = TARGET_ACCEPT, timing: dict | None = None) -> xr.DataTree:
-    """Sample ``model``; ``timing`` (if given) receives compile_s and sample_s."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, not {sampler!r}")
+def sample(model: pm.Model, config: SamplerConfig, timing: dict | None = None) -> xr.DataTree:
+    """Sample ``model`` (``config.target_accept`` resolved); ``timing`` (if given) receives
+    compile_s and sample_s."""
+    sampler, draws, tune, chains = config.sampler, config.draws, config.tune, config.chains
+    seed, progressbar, target_accept = config.seed, config.progressbar, config.target_accept
     timing = {} if timing is None else timing
     cores = min(chains, os.cpu_count() or 1)
     t0 = time.perf_counter()

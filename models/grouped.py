@@ -21,12 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .likelihood import SufficientStats
+from .recursion import LOG_2PI, nested_logp
 
 
 @dataclass
@@ -45,30 +43,32 @@ class GroupedCells:
     level: str  # name of the first nested level (usually "unit")
 
     @classmethod
-    def build(cls, stats: SufficientStats, force: bool | None = None) -> GroupedCells | None:
+    def build(cls, parents: list[tuple[str, np.ndarray]], patterns: np.ndarray,
+              cell_pattern: np.ndarray, cell_sum: np.ndarray, force: bool | None = None
+              ) -> GroupedCells | None:
         """Fold the cells when that shrinks the work (or when ``force`` says so)."""
-        if not stats.parents or force is False:
+        if not parents or force is False:
             return None
-        level, unit_of = stats.parents[0]
-        K, n_cells = stats.patterns.shape[0], len(stats.cell_n)
+        level, unit_of = parents[0]
+        K, n_cells = patterns.shape[0], len(cell_pattern)
         U = int(unit_of.max()) + 1
-        pat_n = stats.patterns.sum(axis=1)
+        pat_n = patterns.sum(axis=1)
         n_values, pat_value = np.unique(pat_n, return_inverse=True)
         V = len(n_values)
         if force is None and (U * (V + 1) >= n_cells or U * K > 50_000_000):
             return None
-        k = stats.cell_pattern
+        k = cell_pattern
         counts = np.zeros((U, K))
         np.add.at(counts, (unit_of, k), 1.0)
         unit_counts, unit_pattern = np.unique(counts, axis=0, return_inverse=True)
         if force is None and U * (V + 1) + unit_counts.size >= n_cells:
             return None
         totals = np.zeros((U, V))
-        np.add.at(totals, (unit_of, pat_value[k]), stats.cell_sum)
+        np.add.at(totals, (unit_of, pat_value[k]), cell_sum)
         return cls(
             pat_n=pat_n, pat_cells=np.bincount(k, minlength=K).astype(np.float64),
-            pat_sum=np.bincount(k, weights=stats.cell_sum, minlength=K),
-            pat_sumsq=np.bincount(k, weights=stats.cell_sum**2, minlength=K),
+            pat_sum=np.bincount(k, weights=cell_sum, minlength=K),
+            pat_sumsq=np.bincount(k, weights=cell_sum**2, minlength=K),
             n_values=n_values.astype(np.float64), pat_value=pat_value.ravel(),
             unit_totals=totals, unit_pattern=unit_pattern.ravel(), unit_counts=unit_counts,
             unit_mult=np.bincount(unit_pattern.ravel(), minlength=len(unit_counts)).astype(
@@ -79,11 +79,9 @@ class GroupedCells:
         """Σ_c w_k(c) (S_c − g_k(c))² from the pattern totals."""
         return xp.sum(w * (self.pat_sumsq - 2.0 * g * self.pat_sum + self.pat_cells * g**2))
 
-    def logp(self, stats: SufficientStats, g, sigma2_cell, sigma2_resid, sigma2: dict, xp,
-             segsum: Callable):
+    def logp(self, parents: list[tuple[str, np.ndarray]], g, sigma2_cell, sigma2_resid,
+             sigma2: dict, xp, segsum: Callable):
         """The cell level and the first nested level; the rest goes through ``nested_logp``."""
-        from .likelihood import LOG_2PI, nested_logp
-
         lam_k = 1.0 / (sigma2_cell + sigma2_resid / self.pat_n)
         lam_v = 1.0 / (sigma2_cell + sigma2_resid / self.n_values)
         h = xp.dot(self.unit_counts, lam_k * g / self.pat_n)
@@ -95,4 +93,4 @@ class GroupedCells:
                  - 0.5 * xp.sum(self.unit_mult * xp.log(lam_up))
                  - 0.5 * (self.resid_sq(g, lam_k / self.pat_n**2, xp) - xp.sum(s_lm**2 / lam_u)))
         m_u, s2_u = s_lm / lam_u, sigma2[self.level] + 1.0 / lam_u
-        return total + nested_logp(m_u, s2_u, stats.parents[1:], sigma2, xp, segsum)
+        return total + nested_logp(m_u, s2_u, parents[1:], sigma2, xp, segsum)

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .grouped import GroupedCells
-
-LOG_2PI = float(np.log(2 * np.pi))
+from .recursion import LOG_2PI, batched_ops, nested_logp, np_segment_sum
 
 
 @dataclass
@@ -64,40 +63,9 @@ class SufficientStats:
         stats = cls(n_design=n_design, cell_n=cell_n, cell_sum=cell_sum, design_n=design_n,
                     design_sum=design_sum, sum_sq=float(np.dot(y, y)), patterns=patterns,
                     cell_pattern=cell_pattern, parents=parents)
-        stats.grouped = GroupedCells.build(stats, force=grouped)
+        stats.grouped = GroupedCells.build(parents, patterns, cell_pattern, stats.cell_sum,
+                                           force=grouped)
         return stats
-
-
-def np_segment_sum(x: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
-    return np.bincount(idx, weights=x, minlength=n)
-
-
-def pt_segment_sum(x, idx: np.ndarray, n: int):
-    import pytensor.tensor as pt
-
-    return pt.inc_subtensor(pt.zeros((n,), dtype=x.dtype)[idx], x)
-
-
-def nested_logp(m, s2, parents: list[tuple[str, np.ndarray]], sigma2: dict, xp,
-                segsum: Callable):
-    """Integrate the nested levels above pseudo-observations ``m`` with variances ``s2``.
-
-    ``parents`` lists (level, parent index of each child); ``sigma2[level]`` is that level's
-    effect variance. Returns Σ log R over every parent plus Σ log N(m_top; 0, s_top²).
-    """
-    total = 0.0
-    for level, idx in parents:
-        n_par = int(idx.max()) + 1
-        k = np.bincount(idx, minlength=n_par).astype(np.float64)
-        lam = 1.0 / s2
-        Lam = segsum(lam, idx, n_par)
-        mbar = segsum(lam * m, idx, n_par) / Lam
-        dev = m - mbar[idx]
-        total = total + (-0.5 * float(np.sum(k - 1)) * LOG_2PI + 0.5 * xp.sum(xp.log(lam))
-                         - 0.5 * xp.sum(xp.log(Lam)) - 0.5 * xp.sum(lam * dev**2))
-        m, s2 = mbar, sigma2[level] + 1.0 / Lam
-    top = -0.5 * xp.sum(LOG_2PI + xp.log(s2) + m**2 / s2)
-    return total + top
 
 
 def gaussian_marginal_logp(stats: SufficientStats, f, sigma2_cell, sigma2_resid,
@@ -115,10 +83,81 @@ def gaussian_marginal_logp(stats: SufficientStats, f, sigma2_cell, sigma2_resid,
     level1 = (-0.5 * float(np.sum(n - 1)) * (LOG_2PI + xp.log(sigma2_resid))
               - 0.5 * float(np.sum(np.log(n))) - ssw / (2 * sigma2_resid))
     if stats.grouped is not None:
-        return level1 + stats.grouped.logp(stats, g_pat, sigma2_cell, sigma2_resid, sigma2, xp,
-                                           segsum)
+        return level1 + stats.grouped.logp(stats.parents, g_pat, sigma2_cell, sigma2_resid,
+                                           sigma2, xp, segsum)
     tau2 = sigma2_cell + sigma2_resid / n
     return level1 + nested_logp(cell_resid / n, tau2, stats.parents, sigma2, xp, segsum)
+
+
+@dataclass
+class CellLeaves:
+    """Per-cell data for the likelihood split by top-level node (power-scaling, LOO): the leaf
+    terms K_c need each cell's own sums, which ``SufficientStats`` pools away."""
+
+    cell_n: np.ndarray
+    cell_sum: np.ndarray
+    cell_sq: np.ndarray
+    pair_cell: np.ndarray  # (cell, design) pairs
+    pair_design: np.ndarray
+    pair_n: np.ndarray
+    pair_sum: np.ndarray
+    parents: list[tuple[str, np.ndarray]]
+    cell_top: np.ndarray  # the top-level node of each cell
+    n_top: int
+
+    @classmethod
+    def from_arrays(cls, y: np.ndarray, design: np.ndarray, n_design: int, cell: np.ndarray,
+                    parents: list[tuple[str, np.ndarray]]) -> CellLeaves:
+        n_cells = int(cell.max()) + 1
+        key = cell.astype(np.int64) * n_design + design
+        pair, cnt = np.unique(key, return_counts=True)
+        top = np.arange(n_cells)
+        for _, idx in parents:
+            top = idx[top]
+        return cls(cell_n=np.bincount(cell, minlength=n_cells).astype(float),
+                   cell_sum=np.bincount(cell, weights=y, minlength=n_cells),
+                   cell_sq=np.bincount(cell, weights=y * y, minlength=n_cells),
+                   pair_cell=pair // n_design, pair_design=pair % n_design,
+                   pair_n=cnt.astype(float),
+                   pair_sum=np.bincount(np.searchsorted(pair, key), weights=y,
+                                        minlength=len(pair)),
+                   parents=parents, cell_top=top, n_top=int(top.max()) + 1)
+
+    def logp(self, f: np.ndarray, s2_cell: np.ndarray, s2_res: np.ndarray,
+             s2_levels: dict[str, np.ndarray]) -> np.ndarray:
+        """(draws, top nodes) marginal log likelihoods. ``f``: (draws, design cells); each σ²:
+        (draws, 1) or (draws, nodes of its level)."""
+        segsum, take = batched_ops(f.shape[0])
+        n_cells = len(self.cell_n)
+        fp = f[:, self.pair_design]
+        g = segsum(self.pair_n * fp, self.pair_cell, n_cells)
+        yf = segsum(self.pair_sum * fp, self.pair_cell, n_cells)
+        ff = segsum(self.pair_n * fp**2, self.pair_cell, n_cells)
+        resid = self.cell_sum - g
+        ssw = self.cell_sq - 2 * yf + ff - resid**2 / self.cell_n
+        leaf = (-0.5 * (self.cell_n - 1) * (LOG_2PI + np.log(s2_res))
+                - 0.5 * np.log(self.cell_n) - ssw / (2 * s2_res))
+        top = (self.cell_top, self.n_top)
+        return segsum(leaf, self.cell_top, self.n_top) + nested_logp(
+            resid / self.cell_n, s2_cell + s2_res / self.cell_n, self.parents, s2_levels, np,
+            segsum, top=top, take=take)
+
+    def logp_draws(self, f: np.ndarray, s2_cell, s2_res, s2_levels: dict, posterior,
+                   top_name: str, chunk: int = 250):
+        """``logp`` over all posterior draws in chunks (bounded memory), as a (chain, draw,
+        ``top_name``) DataArray."""
+        import xarray as xr
+
+        parts = []
+        for a in range(0, f.shape[0], chunk):
+            b = slice(a, a + chunk)
+            parts.append(self.logp(f[b], s2_cell[b], s2_res[b],
+                                   {k: v[b] for k, v in s2_levels.items()}))
+        n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+        ll = np.concatenate(parts).reshape(n_chain, n_draw, self.n_top)
+        return xr.DataArray(ll, dims=("chain", "draw", top_name),
+                            coords={"chain": posterior["chain"].values,
+                                    "draw": posterior["draw"].values})
 
 
 def cell_prior_logp(b, sigma2_cell, parents: list[tuple[str, np.ndarray]], sigma2: dict, xp,

@@ -2,29 +2,28 @@
 
 The likelihood integrates the nested effects out, so a replication draws them afresh from their
 Gaussian distributions given each draw's σ's (a *mixed* replication, Gelman, Meng & Stern 1996):
-it checks the variance structure, not the fitted level of any one unit.
+it checks the variance structure, not the fitted level of any one unit. ``model`` is the E1
+model (its ``spec``, ``data`` and ``likelihood``), typed by its base class so that this module
+does not import the model that imports it.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pymc as pm
 import xarray as xr
 
+from .base import BayesianModel
 from .priors import SIGMA_PRIORS
 from .spec import design_means, full_design_means
-
-if TYPE_CHECKING:
-    from .variance_partition import VariancePartitionModel
 
 _EFFECT_VARS = ("intercept", "llm_effect", "family_effect", "prompt_effect", "task_effect",
                 "llm_prompt_effect", "llm_task_effect", "prompt_task_effect", "nu_minus_2")
 
 
-def _replicate(model: VariancePartitionModel, params: xr.Dataset, rng: np.random.Generator
+def _replicate(model: BayesianModel, params: xr.Dataset, rng: np.random.Generator
                ) -> np.ndarray:
     """params: one dataset with dims (sample, …); returns errors (sample, rating)."""
     spec, data = model.spec, model.data
@@ -50,7 +49,7 @@ def _replicate(model: VariancePartitionModel, params: xr.Dataset, rng: np.random
     return y
 
 
-def generate_errors(model: VariancePartitionModel, params: xr.Dataset,
+def generate_errors(model: BayesianModel, params: xr.Dataset,
                     seed: int | None = None) -> np.ndarray:
     """Errors for the model's design from its own generative form at the given parameter values
     (dims ``sample`` plus each effect's dims); one row per sample. For simulation-based checks."""
@@ -67,7 +66,7 @@ def _to_tree(y: np.ndarray, chains: int, group: str, observed: np.ndarray) -> xr
     })
 
 
-def prior_predictive(model: VariancePartitionModel, draws: int = 100, seed: int | None = None
+def prior_predictive(model: BayesianModel, draws: int = 100, seed: int | None = None
                      ) -> xr.DataTree:
     m = model.model or model.build_model()
     names = [v.name for v in m.free_RVs if v.name != "cell_mean"]
@@ -82,7 +81,7 @@ def prior_predictive(model: VariancePartitionModel, draws: int = 100, seed: int 
     return _to_tree(y, 1, "prior_predictive", model.data.error)
 
 
-def posterior_predictive(model: VariancePartitionModel, draws: int = 100,
+def posterior_predictive(model: BayesianModel, draws: int = 100,
                          seed: int | None = None) -> xr.DataTree:
     post = model.idata["posterior"].to_dataset()
     keep = [v for v in post.data_vars if v in _EFFECT_VARS or v.startswith("sigma_")]

@@ -1,8 +1,10 @@
-"""The model's NetCDF form: posterior plus everything needed to rebuild the model.
+"""Results files: one NetCDF form for every analysis.
 
-Root attributes carry the package versions, the model config, the priors (JSON), the error-scale
-choice, a hash of the data and the fit settings; the group ``misalignment_data`` carries the
-misalignment table itself (integer codes with their labels), so ``load`` needs no other file.
+A file is an ArviZ-readable DataTree: ``posterior`` and ``sample_stats``, the analysis's derived
+groups (shares, variances, …), the input data as its own group (integer codes with their labels),
+and root attributes with the analysis kind (``KIND_ATTR``: what the registry dispatches on), the
+model options and config, the priors (JSON), a hash of the data, the fit settings, the seed and
+the package versions. Everything needed to rebuild the model travels in the file.
 """
 
 from __future__ import annotations
@@ -12,22 +14,18 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import xarray as xr
 
-from misalign.data import MisalignmentData
 from misalign.data.atomic import atomic_write
-from misalign.data.categorical import sorted_codes
-from misalign.data.misalignment import FRAME_COLUMNS
-
-from .priors import priors_from_json, priors_to_json
 
 ENGINE = "netcdf4"
-DATA_GROUP = "misalignment_data"
-_STRING_COLUMNS = [c for c in FRAME_COLUMNS if c not in ("score", "reference", "error")]
+KIND_ATTR = "misalign_model"
 _VERSIONED = ("misalign", "pymc", "pytensor", "arviz", "arviz-base", "arviz-stats", "nutpie",
               "pymc-extras", "numpy", "xarray", "pandas")
+
+
+class ResultsFileError(ValueError):
+    """A file that is not a readable misalign results file, or whose content was altered."""
 
 
 def package_versions() -> dict[str, str]:
@@ -40,59 +38,9 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def frame_to_dataset(frame: pd.DataFrame) -> xr.Dataset:
-    ds = xr.Dataset()
-    for col in _STRING_COLUMNS:
-        codes, labels = sorted_codes(frame[col])
-        ds[col] = xr.DataArray(codes, dims=("rating",))
-        ds.coords[f"{col}_labels"] = xr.DataArray(np.asarray(labels, dtype=object),
-                                                  dims=(f"{col}_labels",))
-    for col in ("score", "reference", "error"):
-        ds[col] = xr.DataArray(frame[col].to_numpy(dtype=np.float64), dims=("rating",))
-    return ds
-
-
-def dataset_to_frame(ds: xr.Dataset) -> pd.DataFrame:
-    out = {}
-    for col in _STRING_COLUMNS:
-        labels = np.asarray(ds[f"{col}_labels"].values, dtype=object).astype(str)
-        labels = np.where(labels == "nan", "", labels) if len(labels) else labels
-        if not len(labels):
-            labels, codes = np.array([""], dtype=object), np.zeros(ds.sizes["rating"], np.int32)
-        else:
-            codes = ds[col].values
-        out[col] = pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
-    for col in ("score", "reference", "error"):
-        out[col] = ds[col].values
-    return pd.DataFrame(out)[FRAME_COLUMNS]
-
-
-def model_to_datatree(model) -> xr.DataTree:
-    groups: dict[str, xr.Dataset] = {}
-    if model.idata is not None:
-        for name in ("posterior", "sample_stats"):
-            if name in model.idata.children:
-                groups[name] = model.idata[name].to_dataset()
-    data_ds = frame_to_dataset(model.data.frame)
-    data_ds.attrs = {"task_scale": json.dumps(model.data.task_scale),
-                     "error_scale": model.data.error_scale,
-                     "n_experts": model.data.n_experts,
-                     "n_expert_ratings": model.data.n_expert_ratings}
-    groups[DATA_GROUP] = data_ds
-    tree = xr.DataTree.from_dict(groups)
-    tree.attrs = {
-        "misalign_model": "VariancePartitionModel",
-        "model_config": json.dumps(model.config),
-        "priors": priors_to_json(model.priors),
-        "likelihood": model.likelihood,
-        "error_scale": model.data.error_scale,
-        "data_hash": model.data.data_hash(),
-        "fit_config": json.dumps(model.fit_config),
-        "seed": str(model.fit_config.get("seed")),
-        "package_versions": json.dumps(package_versions()),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    return tree
+def provenance() -> dict[str, str]:
+    return {"package_versions": json.dumps(package_versions()),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def _clean_for_netcdf(tree: xr.DataTree) -> xr.DataTree:
@@ -108,39 +56,39 @@ def _clean_for_netcdf(tree: xr.DataTree) -> xr.DataTree:
     return xr.DataTree.from_dict(out)
 
 
-def write_datatree(tree: xr.DataTree, path: str | Path) -> Path:
+def write_datatree(tree: xr.DataTree, path: str | Path, compress: tuple[str, ...] = ()) -> Path:
+    """Write atomically; the groups named in ``compress`` (the input data: the bulk of a large
+    file, and it compresses well) are zlib-compressed."""
     clean = _clean_for_netcdf(tree)
-    # The input table is the bulk of a large results file and compresses well.
-    encoding = {}
-    if DATA_GROUP in clean.children:
-        encoding[f"/{DATA_GROUP}"] = {v: {"zlib": True, "complevel": 4}
-                                      for v in clean[DATA_GROUP].data_vars}
+    encoding = {f"/{g}": {v: {"zlib": True, "complevel": 4} for v in clean[g].data_vars}
+                for g in compress if g in clean.children}
     return atomic_write(path, lambda tmp: clean.to_netcdf(tmp, engine=ENGINE, encoding=encoding))
 
 
 def read_datatree(path: str | Path) -> xr.DataTree:
-    with xr.open_datatree(path, engine=ENGINE) as tree:
-        return tree.load()
+    """The whole file in memory, or a ``ResultsFileError`` that says plainly what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsFileError(f"{path}: file not found")
+    try:
+        with xr.open_datatree(path, engine=ENGINE) as tree:
+            tree = tree.load()
+    except (OSError, ValueError, KeyError) as exc:
+        raise ResultsFileError(f"{path}: not a misalign results file (not readable as NetCDF: "
+                               f"{exc})") from None
+    if KIND_ATTR not in tree.attrs:
+        raise ResultsFileError(f"{path}: not a misalign results file (no '{KIND_ATTR}' "
+                               "attribute: was it written by misalign?)")
+    return tree
 
 
-def model_from_datatree(tree: xr.DataTree):
-    from .variance_partition import VariancePartitionModel
+def file_kind(tree: xr.DataTree) -> str:
+    return str(tree.attrs[KIND_ATTR])
 
-    attrs = tree.attrs
-    if attrs.get("misalign_model") != "VariancePartitionModel":
-        raise ValueError("this file holds no misalign VariancePartitionModel")
-    ds = tree[DATA_GROUP].to_dataset()
-    data = MisalignmentData.from_frame(
-        dataset_to_frame(ds), error_scale=ds.attrs["error_scale"],
-        task_scale=json.loads(ds.attrs["task_scale"]), n_experts=int(ds.attrs["n_experts"]),
-        n_expert_ratings=int(ds.attrs["n_expert_ratings"]))
-    if data.data_hash() != attrs["data_hash"]:
-        raise ValueError("the stored data do not match the stored data hash: the file is damaged")
-    model = VariancePartitionModel(data, likelihood=attrs["likelihood"],
-                                   priors=priors_from_json(attrs["priors"]))
-    model.fit_config = json.loads(attrs.get("fit_config", "{}"))
-    model.build_model()
-    if "posterior" in tree.children:
-        model.idata = xr.DataTree.from_dict(
-            {g: tree[g].to_dataset() for g in ("posterior", "sample_stats") if g in tree.children})
-    return model
+
+def check_kind(tree: xr.DataTree, kind: str, source: str) -> None:
+    """Refuse a file of another analysis (``misalign.load`` reads any kind)."""
+    found = file_kind(tree)
+    if found != kind:
+        raise ResultsFileError(f"{source}: holds a '{found}' analysis, not '{kind}' (misalign.load "
+                               "reads any kind of results file)")

@@ -10,7 +10,6 @@ import numpy as np
 from misalign.data import MisalignmentData
 from misalign.data.components import COMPONENTS
 
-LIKELIHOODS = ("gaussian", "student")
 FEW_LEVELS = 5
 
 
@@ -46,8 +45,6 @@ def _identified_levels(parents: list[tuple[str, np.ndarray]]) -> list[tuple[str,
 
 
 def make_spec(data: MisalignmentData, likelihood: str = "gaussian") -> ModelSpec:
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, not {likelihood!r}")
     lab = data.labels
     L, P, K = len(lab["llm"]), len(lab["prompt"]), len(lab["task"])
     notes: list[str] = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .likelihood import LOG_2PI, nested_logp
+from .recursion import LOG_2PI, nested_logp
 
 
 @dataclass

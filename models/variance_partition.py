@@ -11,21 +11,22 @@ Crossed low-cardinality factors are centred zero-sum effects with their own σ. 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
-from pymc_extras.prior import Prior
 
 from misalign.data import MisalignmentData
+from misalign.data.components import AGGREGATES
 
-from .backend import TARGET_ACCEPT, sample
-from .likelihood import SufficientStats, cell_prior_logp, gaussian_marginal_logp, pt_segment_sum
+from .base import SAMPLE_DIMS, BayesianModel, flat_draws
+from .likelihood import CellLeaves, SufficientStats, cell_prior_logp, gaussian_marginal_logp
+from .options import check_likelihood
 from .predictive import posterior_predictive, prior_predictive
-from .priors import SIGMA_PRIORS, default_priors, resolve_priors
+from .priors import SIGMA_PRIORS, default_priors
+from .recursion import pt_segment_sum
 from .spec import (
     ModelSpec,
     design_means,
@@ -43,28 +44,29 @@ EFFECTS = {  # component -> (posterior variable, dims)
 }
 
 
-class VariancePartitionModel:
+class VariancePartitionModel(BayesianModel):
     """E1: split the misalignment error into selection, shared, task and residual components.
 
     >>> model = VariancePartitionModel(data)            # data: MisalignmentData
     >>> idata = model.fit(draws=1000, chains=4)         # nutpie by default
-    >>> model.save("results.nc"); VariancePartitionModel.load("results.nc")
     """
+
+    kind = "e1"
+    data_class = MisalignmentData
+    data_group = "misalignment_data"
 
     def __init__(self, data: MisalignmentData, likelihood: str = "gaussian",
                  priors: dict[str, Any] | None = None) -> None:
-        self.data = data
+        self.likelihood = check_likelihood(likelihood)
         self.spec: ModelSpec = make_spec(data, likelihood)
-        self.likelihood = likelihood
         self.error_sd = float(np.std(data.error)) if data.n_ratings > 1 else 1.0
-        self.default_priors = default_priors(self.error_sd, self.spec.components,
-                                             likelihood == "student")
-        self.priors: dict[str, Prior] = resolve_priors(self.default_priors, priors)
-        self.model: pm.Model | None = None
-        self.idata: xr.DataTree | None = None
-        self.fit_config: dict[str, Any] = {}
+        super().__init__(data, priors)
 
     # -- description ---------------------------------------------------------------------
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"likelihood": self.likelihood}
+
     @property
     def config(self) -> dict[str, Any]:
         return {"model": "variance_partition", "likelihood": self.likelihood,
@@ -73,9 +75,25 @@ class VariancePartitionModel:
                 "error_scale": self.data.error_scale, "task_scale": self.data.task_scale,
                 "error_sd": self.error_sd, "warnings": self.spec.warnings}
 
+    def file_attrs(self) -> dict[str, str]:
+        return {"likelihood": self.likelihood, "error_scale": self.data.error_scale}
+
     @property
     def coords(self) -> dict[str, list[str]]:
         return dict(self.spec.coords)
+
+    def make_default_priors(self) -> dict:
+        return default_priors(self.error_sd, self.spec.components, self.likelihood == "student")
+
+    def sigma_components(self) -> dict[str, str]:
+        return {c: SIGMA_PRIORS[c] for c in self.spec.components}
+
+    @property
+    def prior_scale(self) -> float:
+        return self.error_sd
+
+    def aggregates(self) -> dict[str, tuple[str, ...]]:
+        return dict(AGGREGATES)
 
     # -- PyMC ------------------------------------------------------------------------------
     def _sigma(self, comp: str):
@@ -131,20 +149,7 @@ class VariancePartitionModel:
         self.model = model
         return model
 
-    # -- inference ---------------------------------------------------------------------------
-    def fit(self, sampler: str = "nutpie", draws: int = 1000, tune: int = 1000, chains: int = 4,
-            seed: int | None = None, progressbar: bool = True,
-            target_accept: float = TARGET_ACCEPT) -> xr.DataTree:
-        """Sample the posterior; returns (and keeps) an ArviZ DataTree."""
-        model = self.model or self.build_model()
-        timing: dict[str, Any] = {}
-        self.idata = sample(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
-                            seed=seed, progressbar=progressbar, target_accept=target_accept,
-                            timing=timing)
-        self.fit_config = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
-                           "seed": seed, "target_accept": target_accept, "timing": timing}
-        return self.idata
-
+    # -- predictive and sensitivity ---------------------------------------------------------
     def sample_prior_predictive(self, draws: int = 100, seed: int | None = None) -> xr.DataTree:
         """Errors replicated from the prior (nested effects drawn afresh)."""
         return prior_predictive(self, draws=draws, seed=seed)
@@ -156,21 +161,26 @@ class VariancePartitionModel:
             raise RuntimeError("fit the model (or load a fitted one) before posterior predictive")
         return posterior_predictive(self, draws=draws, seed=seed)
 
-    # -- persistence ---------------------------------------------------------------------------
-    def to_datatree(self) -> xr.DataTree:
-        from .serialize import model_to_datatree
+    def pointwise_log_likelihood(self, posterior: xr.Dataset, chunk: int = 250
+                                 ) -> xr.DataArray:
+        """(chain, draw, top level) marginal log likelihood per top-level node (teachers, or
+        the highest level the data identify): given the crossed effects and σ's those nodes
+        are independent, so this factorises the Gaussian likelihood exactly."""
+        if self.likelihood != "gaussian":
+            raise NotImplementedError(
+                "power-scaling sensitivity is defined for the Gaussian E1 model; the Student-t "
+                "model's likelihood is per rating given its cell latents (not written yet)")
+        spec, data = self.spec, self.data
+        leaves = CellLeaves.from_arrays(data.error, spec.design, spec.n_design, data.cell,
+                                        spec.levels)
+        eff = {"intercept": flat_draws(posterior["intercept"])}
+        for name, dims in EFFECTS.values():
+            if name in posterior:
+                eff[name] = flat_draws(posterior[name].transpose(*SAMPLE_DIMS, *dims))
+        f = full_design_means(*design_means(eff, spec, np), spec, np)
+        s2 = {c: flat_draws(posterior[SIGMA_PRIORS[c]])[:, None] ** 2 for c in spec.components}
+        top = spec.levels[-1][0] if spec.levels else "cell"
+        return leaves.logp_draws(f, s2["unit:task"], s2["residual"],
+                                 {name: s2[name] for name, _ in spec.levels}, posterior, top,
+                                 chunk)
 
-        return model_to_datatree(self)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the posterior, config, priors and data atomically to NetCDF."""
-        from .serialize import write_datatree
-
-        return write_datatree(self.to_datatree(), path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> VariancePartitionModel:
-        """Rebuild the model (data, priors, config) and attach its posterior."""
-        from .serialize import model_from_datatree, read_datatree
-
-        return model_from_datatree(read_datatree(path))

@@ -74,7 +74,7 @@ def simulated_fit():
 
 def test_recovery_true_shares_inside_94_hdi(simulated_fit):
     res, truth = simulated_fit
-    tab = res.table().set_index("component")
+    tab = res.table.set_index("component")
     for comp, share in truth.shares.items():
         lo, hi = tab.loc[comp, "super_lower"], tab.loc[comp, "super_upper"]
         assert lo <= share <= hi, f"{comp}: true {share:.3f} outside [{lo:.3f}, {hi:.3f}]"
@@ -123,7 +123,7 @@ def test_results_file_round_trip(simulated_fit, tmp_path):
     res, _ = simulated_fit
     path = res.save(tmp_path / "g.nc")
     back = load_gstudy(path)
-    pd.testing.assert_frame_equal(back.table(), res.table())
+    pd.testing.assert_frame_equal(back.table, res.table)
     assert back.model.config["components"] == ["teacher", "lesson", "rater", "residual"]
     import arviz as az
 
@@ -208,7 +208,7 @@ def test_recovery_of_the_other_variants(options):
         warnings.simplefilter("ignore", UserWarning)
         res = fit_gstudy(ratings, draws=1000, tune=1000, chains=4, seed=5, progressbar=False,
                          target_accept=0.8, **options)
-    tab = res.table()
+    tab = res.table
     for dim in ("A", "B"):
         t = tab[tab.dimension == dim].set_index("component")
         for comp, share in truth.shares.items():

@@ -10,12 +10,8 @@ from pytensor.graph.replace import graph_replace
 
 from misalign.data import MisalignmentData
 from misalign.models import SufficientStats, VariancePartitionModel, gaussian_marginal_logp
-from misalign.models.likelihood import (
-    cell_prior_logp,
-    dense_gaussian_logp,
-    np_segment_sum,
-    pt_segment_sum,
-)
+from misalign.models.likelihood import cell_prior_logp, dense_gaussian_logp
+from misalign.models.recursion import np_segment_sum, pt_segment_sum
 from misalign.models.spec import make_spec
 from tests.helpers import tiny_unbalanced_frame
 

@@ -7,18 +7,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from misalign.inference.sensitivity import _effects, pointwise_log_likelihood, powerscale_table
+from misalign.inference.sensitivity import powerscale_table
+from misalign.models.base import flat_draws
 from misalign.models.likelihood import SufficientStats, gaussian_marginal_logp
 from misalign.models.priors import SIGMA_PRIORS
 from misalign.models.spec import design_means, full_design_means
+from misalign.models.variance_partition import EFFECTS
 
 
 def test_pointwise_log_likelihood_sums_to_the_marginal_likelihood(small_fit):
     m = small_fit.model
-    ll = pointwise_log_likelihood(m)
+    post = m.posterior
+    ll = m.pointwise_log_likelihood(post)
     assert ll.dims == ("chain", "draw", "teacher")
-    post = m.idata["posterior"].to_dataset()
-    base, rest = design_means(_effects(post), m.spec, np)
+    effects = {"intercept": flat_draws(post["intercept"])} | {
+        name: flat_draws(post[name].transpose("chain", "draw", *dims))
+        for name, dims in EFFECTS.values() if name in post}
+    base, rest = design_means(effects, m.spec, np)
     f = full_design_means(base, rest, m.spec, np)
     s2 = {c: post[SIGMA_PRIORS[c]].values.reshape(-1) ** 2 for c in m.spec.components}
     stats = SufficientStats.from_arrays(m.data.error, m.spec.design, m.spec.n_design,
@@ -31,7 +36,7 @@ def test_pointwise_log_likelihood_sums_to_the_marginal_likelihood(small_fit):
 
 
 def test_powerscale_flags_the_prompt_sigma_not_shared_or_residual(small_fit):
-    table = powerscale_table(small_fit.model)
+    table = powerscale_table(small_fit)
     assert table.loc["prompt", "prior"] > 0.05
     assert table.loc["prompt", "diagnosis"] != "✓"
     for comp in ("unit:task", "residual"):
@@ -54,11 +59,10 @@ def gstudy_fit():
 
 def test_gstudy_through_the_same_interface(gstudy_fit):
     from misalign.inference.prior_check import prior_check
-    from misalign.inference.sensitivity import sensitivity_adapter
     from misalign.models.stacked import StackedStats, stacked_marginal_logp
 
     m = gstudy_fit.model
-    ll = sensitivity_adapter(m).pointwise_log_likelihood()
+    ll = m.pointwise_log_likelihood(m.posterior)
     assert ll.dims == ("chain", "draw", "dimension_teacher") and ll.shape[-1] == 2 * 60
     post = m.idata["posterior"].to_dataset()
     a = m._stacked()
@@ -72,7 +76,7 @@ def test_gstudy_through_the_same_interface(gstudy_fit):
         np.arange(n_dim * n_rater) // n_rater, s2["lesson"], s2["residual"],
         {"teacher": s2["teacher"]}, np, lambda x, i, n: np.bincount(i, weights=x, minlength=n))
     assert float(ll.isel(chain=1, draw=17).sum()) == pytest.approx(ref, rel=1e-10)
-    table = powerscale_table(m)
+    table = powerscale_table(gstudy_fit)
     assert set(table.index) == {f"{dim}/{c}" for dim in ("A", "B") for c in m.components}
     pc = prior_check(m)
     assert {"share:teacher", "share:rater", "error_sd"} <= set(pc.index)

@@ -69,10 +69,12 @@ def test_student_t_recovers_generative_truth(small_study):
 def test_nu_near_two_is_reported():
     from types import SimpleNamespace
 
-    from misalign.inference.results import model_notes
+    from misalign.inference import E1Results
 
     post = xr.Dataset({"nu_minus_2": (("chain", "draw"), np.full((2, 5), 0.01))})
     fake = SimpleNamespace(config={"warnings": []}, likelihood="student",
                            idata=xr.DataTree.from_dict({"posterior": post}))
-    notes = model_notes(fake)
+    res = E1Results.__new__(E1Results)  # the notes need only the model
+    res.model = fake
+    notes = res.notes
     assert len(notes) == 1 and "ν ≈ 2.01" in notes[0] and "gaussian" in notes[0]

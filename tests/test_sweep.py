@@ -5,34 +5,38 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from pymc_extras.prior import Prior
 
 from misalign.inference.sweep import (
     NAMED_SETS,
-    SweepSettings,
     movement,
     named_overrides,
     read_prior_sets,
     sweep,
 )
+from misalign.models.options import SamplerConfig
 from tests.collect_support import cli
 
-SETTINGS = SweepSettings(draws=300, tune=300, chains=2, seed=7)
+SETTINGS = SamplerConfig(draws=300, tune=300, chains=2, seed=7, progressbar=False)
 
 
 @pytest.fixture(scope="module")
 def small_results(small_fit, tmp_path_factory):
-    return small_fit.save(tmp_path_factory.mktemp("sweep") / "small.nc")
+    from misalign import load
+
+    return load(small_fit.save(tmp_path_factory.mktemp("sweep") / "small.nc"))
 
 
 def test_named_sets_change_the_right_priors():
-    sigmas = {"sigma_prompt": {"dist": "HalfNormal", "kwargs": {"sigma": 0.8}},
-              "sigma_residual": {"dist": "HalfNormal", "kwargs": {"sigma": 0.8}}}
-    assert named_overrides("default", sigmas) == {}
-    assert named_overrides("wide", sigmas)["sigma_prompt"]["sigma"] == pytest.approx(3.2)
-    assert named_overrides("exponential", sigmas)["sigma_residual"] == {
-        "distribution": "Exponential", "lam": 1.25}
-    sc = named_overrides("sceptical", sigmas)
-    assert sc == {"sigma_prompt": {"distribution": "HalfNormal", "sigma": 0.2}}
+    sigmas = {"sigma_prompt": Prior("HalfNormal", sigma=0.8),
+              "sigma_residual": Prior("HalfNormal", sigma=0.8)}
+    assert named_overrides("default", sigmas, {"sigma_prompt"}) == {}
+    wide = named_overrides("wide", sigmas, {"sigma_prompt"})
+    assert wide["sigma_prompt"].parameters["sigma"] == pytest.approx(3.2)
+    assert named_overrides("exponential", sigmas)["sigma_residual"] == Prior("Exponential",
+                                                                             lam=1.25)
+    sc = named_overrides("sceptical", sigmas, {"sigma_prompt"})
+    assert sc == {"sigma_prompt": Prior("HalfNormal", sigma=0.2)}
     with pytest.raises(ValueError, match="unknown prior set"):
         named_overrides("nope", sigmas)
 
@@ -48,11 +52,11 @@ def test_user_sets_from_toml(tmp_path):
 
 
 def test_prior_check_and_power_scaling_cli(small_results, tmp_path):
-    r = cli("prior-check", str(small_results), "--out", str(tmp_path / "pc.png"),
+    r = cli("prior-check", str(small_results.path), "--out", str(tmp_path / "pc.png"),
             env={"COLUMNS": "150"})
     assert r.returncode == 0, r.stderr
     assert "aggregate:attributable" in r.stdout and (tmp_path / "pc.png").stat().st_size > 0
-    r = cli("sensitivity", str(small_results), "--sets", "default", "--draws", "100",
+    r = cli("sensitivity", str(small_results.path), "--sets", "default", "--draws", "100",
             "--tune", "100", "--chains", "2", "--out", str(tmp_path / "sens"),
             env={"COLUMNS": "150"})
     assert r.returncode == 0, r.stderr
@@ -66,13 +70,13 @@ def test_prior_check_and_power_scaling_cli(small_results, tmp_path):
 def test_sweep_is_identical_serially_in_processes_and_on_dask(small_results):
     from distributed import Client, LocalCluster
 
-    serial = sweep(small_results, list(NAMED_SETS), settings=SETTINGS)
+    serial = sweep(small_results, list(NAMED_SETS), sampling=SETTINGS)
     assert list(dict.fromkeys(serial["prior_set"])) == list(NAMED_SETS)
-    pool = sweep(small_results, list(NAMED_SETS), settings=SETTINGS, workers=2)
+    pool = sweep(small_results, list(NAMED_SETS), sampling=SETTINGS, workers=2)
     pd.testing.assert_frame_equal(serial, pool, check_exact=True)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster):
-        dask = sweep(small_results, list(NAMED_SETS), settings=SETTINGS,
+        dask = sweep(small_results, list(NAMED_SETS), sampling=SETTINGS,
                      scheduler=cluster.scheduler_address)
     pd.testing.assert_frame_equal(serial, dask, check_exact=True)
     mv = movement(serial).set_index("quantity")

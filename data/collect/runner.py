@@ -72,12 +72,16 @@ class Collector:
     def __init__(self, study: Study, units: Units, store: Store, *,
                  concurrency: int | None = None, cost_cap: float | None = None,
                  retry_failed: bool = True, on_progress: Callable[[dict], None] | None = None,
-                 redactor: Redactor | None = None, seed: int = 0) -> None:
+                 on_prepared: Callable[[int], None] | None = None,
+                 redactor: Redactor | None = None, log_path: str | None = None,
+                 seed: int = 0) -> None:
         self.study, self.units, self.store = study, units, store
         self.concurrency = concurrency or study.run.concurrency
         self.cost_cap = cost_cap if cost_cap is not None else study.cost_cap_usd
         self.retry_failed = retry_failed
         self.on_progress = on_progress
+        self.on_prepared = on_prepared  # called with the number of requests to do
+        self.log_path = log_path
         self.redact = redactor or Redactor([m.api_key_env for m in study.llms if m.api_key_env])
         self.rng = random.Random(seed)
         self.llms: dict[str, LLMConfig] = {m.name: m for m in study.llms}
@@ -323,13 +327,8 @@ class Collector:
                 handler.close()
         return self.summary
 
-    log_path: str | None = None
-    on_prepared: Callable[[int], None] | None = None
-
 
 def collect(study: Study, units: Units, store: Store, *, log_path: str | None = None,
             **options) -> RunSummary:
     """Collect every rating of ``study`` for ``units`` into ``store`` that is not yet scored."""
-    c = Collector(study, units, store, **options)
-    c.log_path = log_path
-    return c.run()
+    return Collector(study, units, store, log_path=log_path, **options).run()

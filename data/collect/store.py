@@ -244,6 +244,9 @@ class Store:
             "FROM requests WHERE status = 'failed' GROUP BY 1 ORDER BY 2 DESC")
         return dict(rows.fetchall())
 
+    def scored_keys(self) -> set[str]:
+        return {k for (k,) in self.db.execute("SELECT key FROM requests WHERE status = 'scored'")}
+
     def spent(self) -> float:
         return float(self.db.execute("SELECT COALESCE(SUM(cost), 0) FROM responses")
                      .fetchone()[0])

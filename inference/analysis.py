@@ -1,0 +1,141 @@
+"""The results half of the analysis frame: a fitted model plus what is reported from it.
+
+A concrete analysis (``E1Results``, ``GStudyResults``, …) names its ``model_class`` and the
+groups of derived quantities it writes (``derived_groups``), and implements
+``compute_derived`` (posterior → those groups), ``gate_variables`` (what the diagnostics gate
+checks), ``sections`` (its report: sentences, tables, figures) and ``quantities`` (the rows a
+prior-sensitivity sweep compares across prior sets). This class supplies the rest once: ``fit``,
+``refit`` under other priors, the gate, ``to_dict`` (``--json``), and the results file
+(``save`` / ``load``, through the model's serialiser).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import pandas as pd
+import xarray as xr
+
+from misalign.models.base import BayesianModel
+from misalign.models.options import SamplerConfig
+from misalign.models.serialize import check_kind, read_datatree, write_datatree
+
+from .diagnostics import GateResult, diagnostics_gate
+from .sections import Section, TableSpec
+
+_SAMPLER_OPTIONS = {f.name for f in dataclasses.fields(SamplerConfig)}
+
+
+class AnalysisResults(ABC):
+    model_class: ClassVar[type[BayesianModel]]
+    derived_groups: ClassVar[tuple[str, ...]]
+
+    def __init__(self, model: BayesianModel, derived: dict[str, xr.Dataset] | None = None
+                 ) -> None:
+        self.model = model
+        self.derived = dict(derived) if derived is not None else self.compute_derived(model)
+        self.gate: GateResult = diagnostics_gate(self.gate_variables(), model.sample_stats)
+        self.path: Path | None = None  # the results file it was saved to or loaded from
+
+    # -- what a concrete analysis provides ------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def compute_derived(cls, model: BayesianModel) -> dict[str, xr.Dataset]:
+        """The reported quantities per draw (and their summaries), by results-file group."""
+
+    @abstractmethod
+    def gate_variables(self) -> xr.Dataset:
+        """The per-draw quantities the diagnostics gate checks (every reported number)."""
+
+    @abstractmethod
+    def sections(self) -> list[Section]:
+        """What this analysis contributes to the terminal summary and the report."""
+
+    @abstractmethod
+    def quantities(self) -> pd.DataFrame:
+        """Rows ``quantity, mean, lower, upper, finite_mean`` compared across prior sets."""
+
+    @property
+    def notes(self) -> list[str]:
+        """Caveats about the fit that are not convergence failures."""
+        return list(self.model.config.get("warnings", []))
+
+    # -- shared ---------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return self.model_class.kind
+
+    @classmethod
+    def fit(cls, data: Any, *, priors: dict[str, Any] | None = None,
+            sampling: SamplerConfig | None = None, **options: Any) -> Self:
+        """Build the model on ``data``, sample, and compute the reported quantities.
+        ``options``: the model's own options and any ``SamplerConfig`` field."""
+        sampler = {k: options.pop(k) for k in list(options) if k in _SAMPLER_OPTIONS}
+        model = cls.model_class(data, priors=priors, **options)
+        model.fit(SamplerConfig.make(sampling, **sampler))
+        return cls(model)
+
+    def refit(self, priors: dict[str, Any] | None = None,
+              sampling: SamplerConfig | None = None, **sampler: Any) -> Self:
+        """The same analysis under other priors (overrides on top of the current ones)."""
+        model = self.model.with_priors(priors)
+        model.fit(SamplerConfig.make(sampling, **sampler))
+        return type(self)(model)
+
+    def tables(self) -> list[TableSpec]:
+        return [t for s in self.sections() for t in s.tables]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything ``--json`` prints: the tables' numbers, the gate, config and notes."""
+        out = {"kind": self.kind, "data": self.model.data.summary(),
+               "config": self.model.config, "fit": dict(self.model.fit_config),
+               "gate": self.gate.to_dict() | {"message": self.gate.message()},
+               "notes": self.notes}
+        for t in self.tables():
+            out[t.key] = t.frame.to_dict(orient="records")
+        return out
+
+    # -- results file -----------------------------------------------------------------------
+    def to_datatree(self) -> xr.DataTree:
+        tree = self.model.to_datatree()
+        groups = {node.path: node.to_dataset(inherit=False) for node in tree.subtree}
+        for name, ds in self.derived.items():
+            groups[f"/{name}"] = ds
+        table = self.gate.table
+        quantity = (table["variable"] + "[" + table["name"] + "]").tolist()
+        diag = xr.Dataset.from_dataframe(table.drop(columns=["variable", "name"]).set_axis(
+            pd.Index(quantity, name="quantity")))
+        groups["/diagnostics"] = diag
+        out = xr.DataTree.from_dict(groups)
+        out.attrs = dict(tree.attrs) | {"gate_passed": int(self.gate.passed),
+                                        "gate": json.dumps(self.gate.to_dict())}
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write the results file atomically (NetCDF; ``arviz.from_netcdf`` opens it)."""
+        self.path = write_datatree(self.to_datatree(), path,
+                                   compress=(self.model_class.data_group,))
+        return self.path
+
+    @classmethod
+    def from_datatree(cls, tree: xr.DataTree, source: str = "the file") -> Self:
+        model = cls.model_class.from_datatree(tree, source)
+        stored = {g: tree[g].to_dataset() for g in cls.derived_groups if g in tree.children}
+        return cls(model, stored if len(stored) == len(cls.derived_groups) else None)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a results file of this analysis (``misalign.load`` reads any kind)."""
+        tree = read_datatree(path)
+        check_kind(tree, cls.model_class.kind, str(path))
+        res = cls.from_datatree(tree, str(path))
+        res.path = Path(path)
+        return res
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} ({self.kind}): {self.model.data.summary()}; gate "
+                f"{'passed' if self.gate.passed else 'FAILED'}>")

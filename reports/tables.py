@@ -1,0 +1,66 @@
+"""Tables of any analysis (``TableSpec``) for the terminal (rich) and Markdown: label columns,
+then intervals shown as ``mean [lower, upper]``, then plain values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+from misalign.inference.sections import TableSpec
+
+
+def interval(row: pd.Series | dict, prefix: str, digits: int = 3) -> str:
+    m, lo, hi = (row[f"{prefix}_{k}"] for k in ("mean", "lower", "upper"))
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def headers(spec: TableSpec) -> list[str]:
+    return ([spec.headers.get(c, c) for c in spec.labels] + list(spec.intervals)
+            + list(spec.values))
+
+
+def cells(spec: TableSpec) -> list[tuple[list[str], bool, bool]]:
+    """Per row: the shown cells, whether it is emphasised, and whether a rule precedes it."""
+    out, last = [], None
+    for _, row in spec.frame.iterrows():
+        shown = ([str(row[c]) for c in spec.labels]
+                 + [interval(row, p) for p in spec.intervals.values()]
+                 + [_value(row[c]) for c in spec.values.values()])
+        bold = spec.emphasis is not None and row[spec.emphasis[0]] == spec.emphasis[1]
+        group = row[spec.group_by] if spec.group_by else None
+        out.append((shown, bold, last is not None and group != last))
+        last = group
+    return out
+
+
+def to_rich(spec: TableSpec) -> Table:
+    t = Table(title=spec.title, title_justify="left", caption=spec.caption or None)
+    n_labels = len(spec.labels)
+    for i, h in enumerate(headers(spec)):
+        t.add_column(h, justify="left" if i < n_labels else "right", no_wrap=True)
+    for shown, bold, rule in cells(spec):
+        if rule:
+            t.add_section()
+        t.add_row(*shown, style="bold" if bold else None)
+    return t
+
+
+def to_markdown(spec: TableSpec) -> str:
+    hs = headers(spec)
+    n_labels = len(spec.labels)
+    lines = [f"**{spec.title}**", "", "| " + " | ".join(hs) + " |",
+             "|" + "|".join("---" if i < n_labels else "---:" for i in range(len(hs))) + "|"]
+    for shown, bold, _ in cells(spec):
+        shown = [f"**{c}**" if bold and i < n_labels else c for i, c in enumerate(shown)]
+        lines.append("| " + " | ".join(shown) + " |")
+    if spec.caption:
+        lines += ["", spec.caption]
+    return "\n".join(lines) + "\n"
