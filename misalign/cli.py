@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,22 +11,15 @@ import typer
 
 from misalign.cli_collect import register as register_collect
 from misalign.cli_common import (
-    DEFAULT_SAMPLER,
-    ChainsOpt,
-    DrawsOpt,
     JsonOpt,
     Likelihood,
     PriorsOpt,
-    ProgressOpt,
-    SamplerOpt,
-    SeedOpt,
     StrictOpt,
-    TargetAcceptOpt,
-    TuneOpt,
+    choices,
     err,
     load_or_fail,
     out,
-    sampler_config,
+    sampler_options,
     save_and_show,
     show_results,
 )
@@ -35,35 +27,21 @@ from misalign.cli_common import fail as _fail
 from misalign.cli_common import problems as _problems
 from misalign.cli_gstudy import register as register_gstudy
 from misalign.cli_sensitivity import register as register_sensitivity
-from misalign.models.options import DEFAULTS
+from misalign.models.options import SamplerConfig
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Bayesian measurement of LLM misalignment with expert judgement.")
 
 
-class Preset(StrEnum):
-    small = "small"
-    reference = "reference"
-
-
-class ErrorScale(StrEnum):
-    expert_sd = "expert-sd"
-    raw = "raw"
-
-
-class Policy(StrEnum):
-    error = "error"
-    drop = "drop"
-
-
-class Format(StrEnum):
-    parquet = "parquet"
-    csv = "csv"
+Preset = choices("Preset", "small", "reference")
+ErrorScale = choices("ErrorScale", "expert-sd", "raw")
+Policy = choices("Policy", "error", "drop")
+Format = choices("Format", "parquet", "csv")
 
 
 @app.command()
 def simulate(
-    preset: Annotated[Preset, typer.Option(help="Study size.")] = Preset.small,
+    preset: Annotated[Preset, typer.Option(help="Study size.")] = Preset["small"],
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the preset's).")] = None,
     scale: Annotated[float, typer.Option(min=0.01, help=(
         "Multiply the preset's teachers (so units and ratings) by this factor."))] = 1.0,
@@ -71,7 +49,8 @@ def simulate(
         "Compute the true shares (a simulated population 100× the reference size)."))] = True,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path(
         "simulated"),
-    fmt: Annotated[Format, typer.Option("--format", help="Ratings file format.")] = Format.parquet,
+    fmt: Annotated[Format, typer.Option("--format", help="Ratings file format.")
+                   ] = Format["parquet"],
 ) -> None:
     """Simulate a full study with known truth (ratings, tasks, teachers, llms, truth.json)."""
     from misalign.data.simulate import simulate as run
@@ -89,6 +68,7 @@ def simulate(
 
 
 @app.command()
+@sampler_options
 def fit(
     data: Annotated[Path | None, typer.Argument(
         help="Ratings file (CSV or Parquet) in the long format; omit to fit a simulated study.")
@@ -96,30 +76,24 @@ def fit(
     tasks: Annotated[Path | None, typer.Option(help="Task table (task, scale_min, scale_max).")
                      ] = None,
     error_scale: Annotated[ErrorScale, typer.Option(help="Common scale of the errors.")
-                           ] = ErrorScale.expert_sd,
+                           ] = ErrorScale["expert-sd"],
     likelihood: Annotated[Likelihood, typer.Option(help=(
         "gaussian: nested effects integrated out (fast, the partition to read); student: "
         "robust to a few wild ratings, one latent per unit×task (slow)."))
-    ] = Likelihood.gaussian,
-    sampler: SamplerOpt = DEFAULT_SAMPLER,
-    draws: DrawsOpt = DEFAULTS.draws,
-    tune: TuneOpt = DEFAULTS.tune,
-    chains: ChainsOpt = DEFAULTS.chains,
-    seed: SeedOpt = DEFAULTS.seed,
-    target_accept: TargetAcceptOpt = DEFAULTS.target_accept,
+    ] = Likelihood["gaussian"],
     priors: PriorsOpt = None,
     results: Annotated[Path, typer.Option("--out", help="Results file (NetCDF).")] = Path(
         "results.nc"),
     strict: StrictOpt = False,
     preset: Annotated[Preset, typer.Option(help="Simulated study to fit when no DATA is given.")
-                      ] = Preset.small,
+                      ] = Preset["small"],
     score_policy: Annotated[Policy, typer.Option(
         help="Missing, unparseable or out-of-scale scores: fail, or drop and report them.")
-    ] = Policy.error,
+    ] = Policy["error"],
     task_subset: Annotated[str | None, typer.Option(
         "--task-subset", help="Comma-separated tasks to fit (default: all).")] = None,
     as_json: JsonOpt = False,
-    progress: ProgressOpt = DEFAULTS.progressbar,
+    sampling: SamplerConfig = None,
 ) -> None:
     """Fit the E1 variance partition and print the share table."""
     from misalign import api
@@ -128,8 +102,6 @@ def fit(
 
     t0 = time.perf_counter()
     subset = [t.strip() for t in task_subset.split(",")] if task_subset else None
-    cfg = sampler_config(sampler, draws, tune, chains, seed, target_accept,
-                         progress and not as_json)
     try:
         with warnings.catch_warnings():
             # The few-level notes come back as the results' notes, printed once at the end.
@@ -147,9 +119,9 @@ def fit(
             if not as_json:
                 err.print(f"fitting {mis.n_ratings:,} LLM ratings: " + ", ".join(
                     f"{k} {v}" for k, v in mis.summary().items() if k not in ("error_scale",)))
-                err.print(f"compiling the model for {sampler.value} (tens of seconds), "
+                err.print(f"compiling the model for {sampling.sampler} (tens of seconds), "
                           "then sampling…")
-            res = api.fit(mis, likelihood=likelihood.value, priors=priors, sampling=cfg)
+            res = api.fit(mis, likelihood=likelihood.value, priors=priors, sampling=sampling)
     except ValidationError as exc:
         raise _problems(exc) from None
     except (PriorError, FileNotFoundError, ImportError) as exc:

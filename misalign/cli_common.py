@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -39,9 +43,14 @@ def problems(exc) -> typer.Exit:
     return fail("\n".join([head, *(f"  - {s}" for s in shown)]) + more)
 
 
+def choices(name: str, *values: str) -> type[StrEnum]:
+    """A typer choice type whose values are ``values``."""
+    return StrEnum(name, [(v, v) for v in values])
+
+
 # -- options shared by the fitting commands ----------------------------------------------------
-Sampler = StrEnum("Sampler", [(s, s) for s in SAMPLERS])
-Likelihood = StrEnum("Likelihood", [(s, s) for s in LIKELIHOODS])
+Sampler = choices("Sampler", *SAMPLERS)
+Likelihood = choices("Likelihood", *LIKELIHOODS)
 
 SamplerOpt = Annotated[Sampler, typer.Option(help=(
     "nutpie: CPU, fastest here; numpyro: JAX, uses a GPU when one is visible "
@@ -57,13 +66,40 @@ PriorsOpt = Annotated[Path | None, typer.Option(help="TOML file of prior overrid
 StrictOpt = Annotated[bool, typer.Option(help="Exit 3 if the diagnostics gate fails.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
 ProgressOpt = Annotated[bool, typer.Option(help="Show the sampler's progress bar.")]
-DEFAULT_SAMPLER = Sampler(DEFAULTS.sampler)
+_SAMPLER_PARAMS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+    for name, kind, default in (
+        ("sampler", SamplerOpt, Sampler(DEFAULTS.sampler)), ("draws", DrawsOpt, DEFAULTS.draws),
+        ("tune", TuneOpt, DEFAULTS.tune), ("chains", ChainsOpt, DEFAULTS.chains),
+        ("seed", SeedOpt, DEFAULTS.seed),
+        ("target_accept", TargetAcceptOpt, DEFAULTS.target_accept),
+        ("progress", ProgressOpt, DEFAULTS.progressbar))]
 
 
-def sampler_config(sampler: StrEnum, draws: int, tune: int, chains: int, seed: int,
-                   target_accept: float | None, progress: bool) -> SamplerConfig:
-    return SamplerConfig(sampler=sampler.value, draws=draws, tune=tune, chains=chains,
-                         seed=seed, target_accept=target_accept, progressbar=progress)
+def sampler_options(command: Callable) -> Callable:
+    """Give a command the sampler options (``--sampler``, ``--draws``, … with
+    ``SamplerConfig``'s defaults); it receives them as one ``sampling: SamplerConfig``."""
+    sig = inspect.signature(command, eval_str=True)
+    params = [p for p in sig.parameters.values() if p.name != "sampling"]
+    params += [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in _SAMPLER_PARAMS]
+
+    @functools.wraps(command)
+    def run(**kwargs):
+        opts = {p.name: kwargs.pop(p.name) for p in _SAMPLER_PARAMS}
+        kwargs["sampling"] = SamplerConfig(
+            sampler=opts["sampler"].value, draws=opts["draws"], tune=opts["tune"],
+            chains=opts["chains"], seed=opts["seed"], target_accept=opts["target_accept"],
+            # A progress bar would corrupt --json output.
+            progressbar=opts["progress"] and not kwargs.get("as_json", False))
+        return command(**kwargs)
+
+    run.__signature__ = sig.replace(parameters=params)
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    return run
+
+
+def quiet(sampling: SamplerConfig) -> SamplerConfig:
+    return dataclasses.replace(sampling, progressbar=False)
 
 
 def load_or_fail(path: Path) -> AnalysisResults:

@@ -4,66 +4,39 @@ from __future__ import annotations
 
 import time
 import warnings
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from misalign.cli_common import (
-    DEFAULT_SAMPLER,
-    ChainsOpt,
-    DrawsOpt,
-    JsonOpt,
-    Likelihood,
-    PriorsOpt,
-    ProgressOpt,
-    SamplerOpt,
-    SeedOpt,
-    StrictOpt,
-    TargetAcceptOpt,
-    TuneOpt,
-    err,
-    sampler_config,
-    save_and_show,
-)
-from misalign.cli_common import fail as _fail
-from misalign.cli_common import problems as _problems
-from misalign.models.options import DEFAULTS
+import misalign.cli_common as common
+from misalign.models.options import SamplerConfig
+
+ExpertFormat = common.choices("ExpertFormat", "long", "ncte-class")
 
 
-class ExpertFormat(StrEnum):
-    long = "long"
-    ncte_class = "ncte-class"
-
-
+@common.sampler_options
 def gstudy(
     data: Annotated[Path, typer.Argument(help="Expert ratings (long format, or the NCTE file).")],
     fmt: Annotated[ExpertFormat, typer.Option("--format", help=(
         "long: the ratings format (expert rows); ncte-class: one row per segment × rater, one "
-        "column per CLASS dimension."))] = ExpertFormat.long,
+        "column per CLASS dimension."))] = ExpertFormat["long"],
     dimensions: Annotated[str | None, typer.Option(help=(
         "Comma-separated dimensions (tasks) to study (default: all)."))] = None,
     facets: Annotated[str | None, typer.Option(help=(
         "Extra nested facets above the teacher: school, district (ncte-class only)."))] = None,
     correlated: Annotated[bool, typer.Option(help=(
         "Fit all dimensions together with correlated teacher effects."))] = False,
-    likelihood: Annotated[Likelihood, typer.Option(help=(
+    likelihood: Annotated[common.Likelihood, typer.Option(help=(
         "gaussian: lessons and teachers integrated out; student: Student-t segment noise with "
-        "explicit lesson effects."))] = Likelihood.gaussian,
+        "explicit lesson effects."))] = common.Likelihood["gaussian"],
     tasks: Annotated[Path | None, typer.Option(help="Task table for the long format.")] = None,
-    sampler: SamplerOpt = DEFAULT_SAMPLER,
-    draws: DrawsOpt = DEFAULTS.draws,
-    tune: TuneOpt = DEFAULTS.tune,
-    chains: ChainsOpt = DEFAULTS.chains,
-    seed: SeedOpt = DEFAULTS.seed,
-    target_accept: TargetAcceptOpt = DEFAULTS.target_accept,
-    priors: PriorsOpt = None,
+    priors: common.PriorsOpt = None,
     results: Annotated[Path, typer.Option("--out", help="Results file (NetCDF).")] = Path(
         "gstudy.nc"),
-    strict: StrictOpt = False,
-    as_json: JsonOpt = False,
-    progress: ProgressOpt = DEFAULTS.progressbar,
+    strict: common.StrictOpt = False,
+    as_json: common.JsonOpt = False,
+    sampling: SamplerConfig = None,
 ) -> None:
     """G-study of expert ratings: variance components, decision study, noise ceiling inputs."""
     from misalign import api
@@ -77,22 +50,20 @@ def gstudy(
         if dimensions:
             ratings = ratings.subset([d.strip() for d in dimensions.split(",") if d.strip()])
     except ValidationError as exc:
-        raise _problems(exc) from None
+        raise common.problems(exc) from None
     facet_list = tuple(f.strip() for f in facets.split(",") if f.strip()) if facets else ()
     if not as_json:
-        err.print(f"{len(ratings.frame):,} expert ratings of {len(ratings.dimensions)} "
+        common.err.print(f"{len(ratings.frame):,} expert ratings of {len(ratings.dimensions)} "
                   f"dimension(s) from {data}; compiling, then sampling…", markup=False,
                   highlight=False)
-    cfg = sampler_config(sampler, draws, tune, chains, seed, target_accept,
-                         progress and not as_json)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             res = api.fit_gstudy(ratings, facets=facet_list, likelihood=likelihood.value,
-                                 correlated=correlated, priors=priors, sampling=cfg)
+                                 correlated=correlated, priors=priors, sampling=sampling)
     except (ValueError, PriorError) as exc:
-        raise _fail(f"error: {exc}") from None
-    save_and_show(res, results, as_json, strict, time.perf_counter() - t0)
+        raise common.fail(f"error: {exc}") from None
+    common.save_and_show(res, results, as_json, strict, time.perf_counter() - t0)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,17 +11,16 @@ import typer
 from rich.table import Table
 
 from misalign.cli_common import (
-    ChainsOpt,
-    DrawsOpt,
     PriorsOpt,
     SeedOpt,
-    TuneOpt,
     err,
     load_or_fail,
     out,
+    quiet,
+    sampler_options,
 )
 from misalign.cli_common import fail as _fail
-from misalign.models.options import DEFAULTS
+from misalign.models.options import DEFAULTS, SamplerConfig
 
 
 def _df_table(df, title: str, index: str | None = None) -> Table:
@@ -37,6 +36,7 @@ def _df_table(df, title: str, index: str | None = None) -> Table:
     return t
 
 
+@sampler_options
 def sensitivity(
     results: Annotated[Path, typer.Argument(help="A results file (E1 or G-study).")],
     prior_sets: Annotated[Path | None, typer.Option(help=(
@@ -48,20 +48,16 @@ def sensitivity(
     scheduler: Annotated[str | None, typer.Option(help=(
         "Address of a Dask distributed scheduler to run the refits on "
         '(pip install "misalign[distributed]").'))] = None,
-    draws: DrawsOpt = DEFAULTS.draws,
-    tune: TuneOpt = DEFAULTS.tune,
-    chains: ChainsOpt = DEFAULTS.chains,
-    seed: SeedOpt = DEFAULTS.seed,
     refit: Annotated[bool, typer.Option(help="Run the refit sweep (else power-scaling only).")
                      ] = True,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the tables and the plot.")
                        ] = Path("sensitivity"),
+    sampling: SamplerConfig = None,
 ) -> None:
     """Prior sensitivity: power-scaling of every σ, and refits under named prior sets."""
     from misalign.data.atomic import atomic_write_text
     from misalign.inference.sensitivity import powerscale_table
     from misalign.inference.sweep import movement, read_prior_sets, sweep
-    from misalign.models.options import SamplerConfig
     from misalign.reports import save_figure, sweep_figure
 
     res = load_or_fail(results)
@@ -83,13 +79,12 @@ def sensitivity(
     except (OSError, ValueError) as exc:
         raise _fail(f"error: {exc}") from None
     names = [s.strip() for s in sets.split(",") if s.strip()]
-    sampling = SamplerConfig(draws=draws, tune=tune, chains=chains, seed=seed,
-                             progressbar=False)
     err.print(f"refitting under {len(names) + len(user or {})} prior set(s) "
               f"({'Dask at ' + scheduler if scheduler else f'{workers} process(es)'})…",
               markup=False, highlight=False)
     try:
-        table = sweep(res, names, user, sampling, workers=workers, scheduler=scheduler)
+        table = sweep(res, names, user, quiet(sampling), workers=workers,
+                      scheduler=scheduler)
     except ValueError as exc:
         raise _fail(f"error: {exc}") from None
     out.print(_df_table(table, "posterior mean [94% HDI] under each prior set"))
