@@ -36,6 +36,7 @@ class ExpertRatings:
     missing: dict[str, int] = field(default_factory=dict)  # dimension -> missing scores
     notes: list[str] = field(default_factory=list)
     scale: dict[str, tuple[float, float]] = field(default_factory=dict)
+    facet_notes: dict[str, list[str]] = field(default_factory=dict)  # only when it is fitted
 
     @property
     def dimensions(self) -> list[str]:
@@ -54,7 +55,7 @@ class ExpertRatings:
         return ExpertRatings(sub.reset_index(drop=True), self.source,
                              {d: n for d, n in self.missing.items() if d in dimensions},
                              list(self.notes), {d: s for d, s in self.scale.items()
-                                                if d in dimensions})
+                                                if d in dimensions}, dict(self.facet_notes))
 
     def has(self, facet: str) -> bool:
         return bool((self.frame[facet] != "").any())
@@ -75,7 +76,8 @@ class ExpertRatings:
         ds = frame_to_dataset(self.frame, list(COLUMNS[:-1]), ["score"])
         ds.attrs = {"source": self.source, "missing": json.dumps(self.missing),
                     "notes": json.dumps(self.notes),
-                    "scale": json.dumps({d: list(v) for d, v in self.scale.items()})}
+                    "scale": json.dumps({d: list(v) for d, v in self.scale.items()}),
+                    "facet_notes": json.dumps(self.facet_notes)}
         return ds
 
     @classmethod
@@ -84,7 +86,8 @@ class ExpertRatings:
         a = ds.attrs
         return cls(frame, a["source"], json.loads(a.get("missing", "{}")),
                    json.loads(a.get("notes", "[]")),
-                   {d: tuple(v) for d, v in json.loads(a.get("scale", "{}")).items()})
+                   {d: tuple(v) for d, v in json.loads(a.get("scale", "{}")).items()},
+                   json.loads(a.get("facet_notes", "{}")))
 
 
 def _ids(s: pd.Series) -> pd.Series:
@@ -127,11 +130,11 @@ def read_ncte_class(path: str | Path) -> ExpertRatings:
     if problems:
         raise ValidationError(problems)
     ids = {new: _ids(df[old]) for old, new in NCTE_IDS.items()}
-    notes = []
+    school_notes = []
     no_school = ids["school"] == ""
     if no_school.any():
         teachers = sorted(set(ids["teacher"][no_school]))
-        notes.append(f"{int(no_school.sum())} row(s) of {len(teachers)} teacher(s) have no "
+        school_notes.append(f"{int(no_school.sum())} row(s) of {len(teachers)} teacher(s) have no "
                      f"SCHOOLID ({', '.join(teachers[:5])}); with the school facet each is "
                      "its own school")
         ids["school"] = ids["school"].where(~no_school, "no-school-" + ids["teacher"])
@@ -148,7 +151,8 @@ def read_ncte_class(path: str | Path) -> ExpertRatings:
                                   "dimension": d, "score": v[ok].astype(float)}))
     frame = pd.concat(long, ignore_index=True)[list(COLUMNS)]
     _check_nesting(frame, label)
-    return ExpertRatings(frame, label, missing, notes, {d: (1.0, 7.0) for d in dims})
+    return ExpertRatings(frame, label, missing, [], {d: (1.0, 7.0) for d in dims},
+                         {"school": school_notes} if school_notes else {})
 
 
 def read_expert_long(path: str | Path, tasks: str | Path | None = None) -> ExpertRatings:

@@ -24,8 +24,14 @@ from misalign.models.base import BayesianModel
 from misalign.models.options import SamplerConfig
 from misalign.models.serialize import check_kind, read_datatree, write_datatree
 
+from .common_sections import (
+    SENSITIVITY_GROUP,
+    diagnostics_section,
+    provenance_section,
+    sensitivity_section,
+)
 from .diagnostics import GateResult, diagnostics_gate
-from .sections import Section, TableSpec
+from .sections import Section, TableSpec, plain
 
 _SAMPLER_OPTIONS = {f.name for f in dataclasses.fields(SamplerConfig)}
 
@@ -40,6 +46,9 @@ class AnalysisResults(ABC):
         self.derived = dict(derived) if derived is not None else self.compute_derived(model)
         self.gate: GateResult = diagnostics_gate(self.gate_variables(), model.sample_stats)
         self.path: Path | None = None  # the results file it was saved to or loaded from
+        self.attrs: dict[str, Any] = {}  # that file's root attributes (versions, date, …)
+        # Recorded by ``misalign sensitivity``: "powerscale" and/or "sweep" tables.
+        self.sensitivity: dict[str, xr.Dataset] = {}
 
     # -- what a concrete analysis provides ------------------------------------------------
     @classmethod
@@ -89,6 +98,29 @@ class AnalysisResults(ABC):
     def tables(self) -> list[TableSpec]:
         return [t for s in self.sections() for t in s.tables]
 
+    def report_sections(self) -> list[Section]:
+        """Everything the report shows: the analysis's own sections, then prior sensitivity
+        (when recorded), diagnostics and provenance."""
+        extra = [sensitivity_section(self), diagnostics_section(self), provenance_section(self)]
+        return self.sections() + [s for s in extra if s is not None]
+
+    @property
+    def headline(self) -> str:
+        """The analysis's main finding in one plain sentence (terminal and report alike)."""
+        return next((plain(s.headline).strip() for s in self.sections() if s.headline), "")
+
+    def record_sensitivity(self, powerscale: pd.DataFrame | None = None,
+                           sweep: pd.DataFrame | None = None, threshold: float = 0.05) -> None:
+        """Keep prior-sensitivity tables with the results (written by ``save``)."""
+        if powerscale is not None:
+            ds = xr.Dataset.from_dataframe(powerscale.rename_axis("component"))
+            ds.attrs["threshold"] = threshold
+            self.sensitivity["powerscale"] = ds
+        if sweep is not None:
+            self.sensitivity["sweep"] = xr.Dataset.from_dataframe(
+                sweep.assign(gate_passed=sweep["gate_passed"].astype(int))
+                .set_index(["prior_set", "quantity"]))
+
     def to_dict(self) -> dict[str, Any]:
         """Everything ``--json`` prints: the tables' numbers, the gate, config and notes."""
         out = {"kind": self.kind, "data": self.model.data.summary(),
@@ -110,6 +142,8 @@ class AnalysisResults(ABC):
         diag = xr.Dataset.from_dataframe(table.drop(columns=["variable", "name"]).set_axis(
             pd.Index(quantity, name="quantity")))
         groups["/diagnostics"] = diag
+        for name, ds in self.sensitivity.items():
+            groups[f"/{SENSITIVITY_GROUP}/{name}"] = ds
         out = xr.DataTree.from_dict(groups)
         out.attrs = dict(tree.attrs) | {"gate_passed": int(self.gate.passed),
                                         "gate": json.dumps(self.gate.to_dict())}
@@ -117,15 +151,21 @@ class AnalysisResults(ABC):
 
     def save(self, path: str | Path) -> Path:
         """Write the results file atomically (NetCDF; ``arviz.from_netcdf`` opens it)."""
-        self.path = write_datatree(self.to_datatree(), path,
-                                   compress=(self.model_class.data_group,))
+        tree = self.to_datatree()
+        self.path = write_datatree(tree, path, compress=(self.model_class.data_group,))
+        self.attrs = dict(tree.attrs)
         return self.path
 
     @classmethod
     def from_datatree(cls, tree: xr.DataTree, source: str = "the file") -> Self:
         model = cls.model_class.from_datatree(tree, source)
         stored = {g: tree[g].to_dataset() for g in cls.derived_groups if g in tree.children}
-        return cls(model, stored if len(stored) == len(cls.derived_groups) else None)
+        res = cls(model, stored if len(stored) == len(cls.derived_groups) else None)
+        res.attrs = dict(tree.attrs)
+        if SENSITIVITY_GROUP in tree.children:
+            res.sensitivity = {k: v.to_dataset()
+                               for k, v in tree[SENSITIVITY_GROUP].children.items()}
+        return res
 
     @classmethod
     def load(cls, path: str | Path) -> Self:

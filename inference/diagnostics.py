@@ -100,3 +100,11 @@ def diagnostics_gate(variables: xr.Dataset, sample_stats: xr.Dataset | None) -> 
     passed = not failures
     return GateResult(passed=passed, divergences=div, table=table, failures=failures,
                       advice=advice)
+
+
+def element(variables: xr.Dataset, variable: str, name: str) -> xr.DataArray:
+    """The draws (chain, draw) of one row of the gate table."""
+    da, labels = _labels(variables[variable])
+    dim = [d for d in da.dims if d not in SAMPLE_DIMS][0]
+    return da.isel({dim: labels.index(name)}, drop=True).drop_vars(
+        [c for c in da.coords if c not in SAMPLE_DIMS], errors="ignore")

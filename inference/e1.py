@@ -14,8 +14,9 @@ from misalign.data import MisalignmentData
 from misalign.models import VariancePartitionModel
 from misalign.models.options import SamplerConfig
 
+from . import e1_sections
 from .analysis import AnalysisResults
-from .sections import Section, TableSpec
+from .sections import Section
 from .shares import SHARE_VARS, compute_shares, share_table
 
 NU_WARN = 4.0
@@ -65,16 +66,7 @@ class E1Results(AnalysisResults):
                              "finite_mean": t["finite_mean"]}).reset_index(drop=True)
 
     def sections(self) -> list[Section]:
-        cfg = self.model.config
-        table = TableSpec(
-            key="shares",
-            title=(f"E1 variance partition of misalignment error ({cfg['error_scale']} scale, "
-                   f"{cfg['likelihood']} likelihood)"),
-            frame=self.table, labels=["name"], headers={"name": "component"},
-            intervals={"finite-pop share [94% HDI]": "finite",
-                       "superpop share [94% HDI]": "super"},
-            group_by="kind", emphasis=("kind", "aggregate"))
-        return [Section("e1", "E1: variance partition of misalignment error", tables=[table])]
+        return e1_sections.sections(self)
 
 
 def fit_e1(data: MisalignmentData, likelihood: str = "gaussian",

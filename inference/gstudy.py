@@ -17,7 +17,7 @@ from misalign.models.options import SamplerConfig
 
 from .analysis import AnalysisResults
 from .reliability import decision_study, noise_ceiling, smallest_design
-from .sections import Section, TableSpec
+from .sections import FigureSpec, Number, Section, Sentence, TableSpec
 from .summaries import HDI_PROB, hdi, interval_frame
 
 SHOWN_DESIGNS = ((1, 4, 1), (2, 4, 1), (4, 4, 1), (4, 4, 2), (8, 4, 1))
@@ -32,8 +32,9 @@ class GStudyResults(AnalysisResults):
     @classmethod
     def compute_derived(cls, model: GStudyModel) -> dict[str, xr.Dataset]:
         sp, fp = model.variances(finite=False), model.variances(finite=True)
-        shares = xr.Dataset({"superpopulation": sp / sp.sum("component"),
-                             "finite_population": fp / fp.sum("component")})
+        order = ("chain", "draw", "dimension", "component")
+        shares = xr.Dataset({"superpopulation": (sp / sp.sum("component")).transpose(*order),
+                             "finite_population": (fp / fp.sum("component")).transpose(*order)})
         ds = decision_study(sp)
         summary = xr.Dataset()
         for k in ds.data_vars:
@@ -67,8 +68,9 @@ class GStudyResults(AnalysisResults):
 
     @property
     def notes(self) -> list[str]:
-        notes = list(self.model.ratings.notes)
-        miss = {k: v for k, v in self.model.ratings.missing.items() if v}
+        r = self.model.ratings
+        notes = list(r.notes) + [n for f in self.model.facets for n in r.facet_notes.get(f, [])]
+        miss = {k: v for k, v in r.missing.items() if v}
         if miss:
             notes.append("missing scores (left out): " + ", ".join(f"{k} {v}" for k, v in
                                                                   miss.items()))
@@ -90,6 +92,8 @@ class GStudyResults(AnalysisResults):
                 for k in COEFFICIENTS:
                     for stat in ("mean", "lower", "upper"):
                         row[f"{k}_{stat}"] = float(self.dstudy[f"{k}_{stat}"].sel(sel))
+                # One rater per segment in the data: σ²_e cannot be split (reliability.py).
+                row["note"] = "upper bound (r > 1)" if r > 1 else ""
                 rows.append(row)
         return pd.DataFrame(rows)
 
@@ -120,6 +124,28 @@ class GStudyResults(AnalysisResults):
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def headline_sentence(self, shown: int = 3) -> Sentence:
+        """Per dimension (the first ``shown``): what a single rating is made of, and the
+        generalizability of a teacher score from 4 lessons × 4 segments × 1 rater."""
+        t = self.table
+        parts: Sentence = []
+        for dim in self.dimensions[:shown]:
+            rows = t[t["dimension"] == dim]
+            parts.append(f"A single {dim} rating is ")
+            for i, r in enumerate(rows.itertuples(index=False)):
+                sep = ", " if i < len(rows) - 2 else (" and " if i == len(rows) - 2 else "")
+                parts += [Number(f"{dim}/{r.component}", r.super_mean, r.super_lower,
+                                 r.super_upper), f" {r.component}{sep}"]
+            sel = {"dimension": dim, "n_lessons": 4, "n_segments": 4, "n_raters": 1}
+            g = Number(f"{dim}/generalizability",
+                       *(float(self.dstudy[f"generalizability_{k}"].sel(sel))
+                         for k in ("mean", "lower", "upper")), style="decimal")
+            parts += ["; a teacher score from 4 lessons × 4 segments × 1 rater has "
+                      "generalizability ", g, ". "]
+        if len(self.dimensions) > shown:
+            parts.append(f"({len(self.dimensions) - shown} more dimensions in the table.)")
+        return parts
+
     def sections(self) -> list[Section]:
         components = TableSpec(
             key="components", title="G-study: variance components (posterior mean [94% HDI])",
@@ -129,17 +155,37 @@ class GStudyResults(AnalysisResults):
         decisions = TableSpec(
             key="decision_study", title="Decision study (posterior mean [94% HDI])",
             frame=self.decision_table(), labels=["dimension"],
-            values={"lessons n": "n_lessons", "segments m": "n_segments", "raters r": "n_raters"},
+            values={"lessons n": "n_lessons", "segments m": "n_segments", "raters r": "n_raters",
+                    "note": "note"},
             intervals={"generalizability Eρ²": "generalizability",
                        "dependability Φ": "dependability"}, group_by="dimension",
-            caption="a teacher's score over n lessons × m segments, each scored by r raters")
+            caption=("a teacher's score over n lessons × m segments, each scored by the same r "
+                     "raters. With one rater per segment in the data the residual cannot be "
+                     "split into segment and rater × segment parts, so values at r > 1 are "
+                     "upper bounds."))
+        grid = {k: int(self.dstudy[k].max()) for k in ("n_lessons", "n_segments", "n_raters")}
         smallest = TableSpec(
-            key="smallest_design", title="smallest reaching 0.8: lessons × segments × raters",
+            key="smallest_design",
+            title=(f"smallest design reaching 0.8 (n lessons × m segments × r raters; searched "
+                   f"up to {grid['n_lessons']} × {grid['n_segments']} × {grid['n_raters']})"),
             frame=self._smallest_frame(), labels=["dimension"],
             values={"generalizability Eρ²": "generalizability",
                     "dependability Φ": "dependability"})
+        forest = FigureSpec(
+            "forest", xr.Dataset({"share": self.shares["superpopulation"]}),
+            caption="Share of each variance component in a single expert rating, per "
+                    "dimension: posterior mean and 94% HDI.",
+            alt="Forest plot of the teacher, lesson, rater and residual shares of every "
+                "dimension, with 94% intervals.")
+        curves = FigureSpec(
+            "decision", self.dstudy,
+            caption="Generalizability of a teacher score against the number of lessons "
+                    "(4 segments each, 1 and 2 raters), with 94% HDI bands; dashed: 0.8.",
+            alt="Line chart per dimension: generalizability rises with the number of lessons "
+                "and levels off below 1; a second line for two raters.")
         return [Section("gstudy", "Expert reliability: G-study and decision study",
-                        tables=[components, decisions, smallest])]
+                        headline=self.headline_sentence(), tables=[components, decisions, smallest],
+                        figures=[forest, curves])]
 
 
 def fit_gstudy(ratings: ExpertRatings, facets: tuple[str, ...] = (), likelihood: str = "gaussian",

@@ -1,9 +1,11 @@
 """Report data: what an analysis has to say, as plain objects that the writers in
 ``misalign.reports`` (terminal, Markdown, JSON, HTML) render without knowing the analysis.
 
-An analysis contributes ``Section`` s; each holds sentences, tables of numbers (``TableSpec``:
-the numbers themselves plus how to show them) and figures (``FigureSpec``: a named plot kind
-from ``misalign.reports.figures`` and the data it draws, with a caption and alt text).
+An analysis contributes ``Section`` s; each holds a headline (plain words with ``Number`` s in
+them, so the HTML page can mark each number and the terminal can print the same sentence),
+sentences, tables of numbers (``TableSpec``: the numbers themselves plus how to show them) and
+figures (``FigureSpec``: a named plot kind from ``misalign.reports.figures`` and the data it
+draws, with a caption and alt text).
 """
 
 from __future__ import annotations
@@ -12,6 +14,33 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
+
+@dataclass(frozen=True)
+class Number:
+    """A reported quantity inside a sentence: posterior mean and 94% HDI."""
+
+    key: str  # what it is, e.g. "attributable" (the HTML page marks it with this)
+    mean: float
+    lower: float
+    upper: float
+    style: str = "percent"  # percent: 14% [13–16%]; decimal: 0.62 [0.55–0.70]; signed: +0.28
+
+    def text(self) -> str:
+        if self.style == "percent":
+            return (f"{100 * self.mean:.0f}% [{100 * self.lower:.0f}–"
+                    f"{100 * self.upper:.0f}%]")
+        if self.style == "signed":  # a dash would read as a minus sign
+            return f"{self.mean:+.2f} [{self.lower:+.2f} to {self.upper:+.2f}]"
+        return f"{self.mean:.2f} [{self.lower:.2f}–{self.upper:.2f}]"
+
+
+Sentence = list[str | Number]
+
+
+def plain(sentence: Sentence) -> str:
+    """The sentence as the terminal prints it."""
+    return "".join(p if isinstance(p, str) else p.text() for p in sentence)
 
 
 @dataclass
@@ -45,4 +74,5 @@ class Section:
     text: list[str] = field(default_factory=list)
     tables: list[TableSpec] = field(default_factory=list)
     figures: list[FigureSpec] = field(default_factory=list)
+    headline: Sentence = field(default_factory=list)
     summary: bool = True  # part of the terminal summary (else only in full reports)

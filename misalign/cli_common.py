@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -117,31 +118,33 @@ def load_or_fail(path: Path) -> AnalysisResults:
         raise fail(f"error: {exc}") from None
 
 
-def show_results(res: AnalysisResults, as_json: bool, extra: dict | None = None) -> None:
-    """The results on stdout (tables, or JSON), notes and the gate on stderr."""
+def show_results(res: AnalysisResults, as_json: bool, extra: dict | None = None,
+                 footer: str | None = None) -> None:
+    """The results on stdout (tables and the headline, or JSON), notes and the gate on
+    stderr."""
     from misalign.reports import print_summary
 
     if as_json:
-        payload = res.to_dict() | (extra or {})
+        payload = res.to_dict() | {"headline": res.headline} | (extra or {})
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     else:
-        print_summary(res, out, err)
+        print_summary(res, out, err, footer)
 
 
 def save_and_show(res: AnalysisResults, path: Path, as_json: bool, strict: bool,
                   wall_s: float) -> None:
     """What ``fit``-like commands end with: write the file, show the results, honour
     ``--strict``."""
+    res.model.fit_config["command"] = "misalign " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         saved = res.save(path)
     except OSError as exc:
         raise fail(f"error: cannot write {path}: {exc}") from None
     res.model.fit_config["wall_seconds"] = round(wall_s, 2)
-    show_results(res, as_json, {"results_file": str(saved)})
-    if not as_json:
-        tm = res.model.fit_config.get("timing", {})
-        out.print(f"results: {saved}  ({wall_s:.1f} s; compile "
-                  f"{tm.get('compile_s', float('nan')):.1f} s, sampling "
-                  f"{tm.get('sample_s', float('nan')):.1f} s)", markup=False, highlight=False)
+    tm = res.model.fit_config.get("timing", {})
+    footer = (f"results: {saved}  ({wall_s:.1f} s; compile "
+              f"{tm.get('compile_s', float('nan')):.1f} s, sampling "
+              f"{tm.get('sample_s', float('nan')):.1f} s)")
+    show_results(res, as_json, {"results_file": str(saved)}, footer)
     if strict and not res.gate.passed:
         raise typer.Exit(EXIT_GATE)

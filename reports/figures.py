@@ -1,20 +1,85 @@
-"""Figures as matplotlib ``Figure`` objects (the object API: no pyplot state and no backend
-switching, so the same code serves notebooks, the CLI and headless reports)."""
+"""Figures as matplotlib ``Figure`` objects, drawn by ArviZ where ArviZ has the plot (forest,
+rank) and with matplotlib's object API otherwise; no backend is ever switched here.
+
+``render(spec)`` draws a ``FigureSpec`` by its ``kind`` (the keys of ``FIGURES``).
+"""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from matplotlib.figure import Figure
 
 from misalign.data.atomic import atomic_write
+from misalign.inference.sections import FigureSpec
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write a PNG atomically."""
-    return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=dpi))
+    return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=dpi,
+                                                    bbox_inches="tight"))
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _arviz_figure(pc) -> Figure:
+    return pc.viz["figure"].item()
+
+
+def forest_figure(draws: xr.Dataset, **options) -> Figure:
+    """ArviZ forest plot (posterior mean and 94% HDI) of every variable and label."""
+    import arviz_plots as azp
+
+    pc = azp.plot_forest(xr.DataTree.from_dict({"posterior": draws}), combined=True,
+                         backend="matplotlib", **options)
+    return _arviz_figure(pc)
+
+
+def rank_figure(draws: xr.Dataset, **options) -> Figure:
+    """ArviZ rank plot per chain (uniform ranks = chains that mixed)."""
+    import arviz_plots as azp
+
+    pc = azp.plot_rank(xr.DataTree.from_dict({"posterior": draws}), backend="matplotlib",
+                       **options)
+    return _arviz_figure(pc)
+
+
+def decision_figure(dstudy: xr.Dataset, n_segments: int = 4, raters: tuple[int, ...] = (1, 2),
+                    target: float = 0.8) -> Figure:
+    """Generalizability against lessons per dimension, one line per number of raters."""
+    dims = list(dstudy["dimension"].values)
+    cols = min(len(dims), 4)
+    rows = -(-len(dims) // cols)
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharey=True, squeeze=False)).ravel()
+    n = dstudy["n_lessons"].values
+    for ax, dim in zip(axes, dims, strict=False):
+        for r in raters:
+            sel = {"dimension": dim, "n_segments": n_segments, "n_raters": r}
+            m = dstudy["generalizability_mean"].sel(sel).values
+            lo = dstudy["generalizability_lower"].sel(sel).values
+            hi = dstudy["generalizability_upper"].sel(sel).values
+            (line,) = ax.plot(n, m, marker="o", ms=3, label=f"{r} rater{'s' if r > 1 else ''}")
+            ax.fill_between(n, lo, hi, color=line.get_color(), alpha=0.2)
+        ax.axhline(target, color="grey", ls="--", lw=1)
+        ax.set_title(str(dim))
+        ax.set_xlabel("lessons per teacher")
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("generalizability Eρ²")
+    axes[0].legend(loc="lower right", fontsize=8)
+    for ax in axes[len(dims):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
 
 
 def sweep_figure(table: pd.DataFrame) -> Figure:
@@ -51,3 +116,22 @@ def prior_check_figure(implied: pd.DataFrame, data_sd: float) -> Figure:
     axes[-1].legend()
     fig.tight_layout()
     return fig
+
+
+FIGURES: dict[str, Callable[..., Figure]] = {
+    "forest": forest_figure, "rank": rank_figure, "decision": decision_figure,
+    "sweep": sweep_figure,
+}
+
+
+def render(spec: FigureSpec) -> Figure:
+    if spec.kind not in FIGURES:
+        raise ValueError(f"no figure of kind '{spec.kind}' (known: {', '.join(FIGURES)})")
+    return FIGURES[spec.kind](spec.data, **spec.options)
+
+
+def release(fig: Figure) -> None:
+    """Forget a figure ArviZ made through pyplot (pyplot keeps every figure alive)."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -27,6 +27,12 @@ def headers(spec: TableSpec) -> list[str]:
             + list(spec.values))
 
 
+def numeric(spec: TableSpec) -> list[bool]:
+    """Per shown column: whether it holds numbers (right-aligned)."""
+    return ([False] * len(spec.labels) + [True] * len(spec.intervals)
+            + [pd.api.types.is_numeric_dtype(spec.frame[c]) for c in spec.values.values()])
+
+
 def cells(spec: TableSpec) -> list[tuple[list[str], bool, bool]]:
     """Per row: the shown cells, whether it is emphasised, and whether a rule precedes it."""
     out, last = [], None
@@ -43,9 +49,8 @@ def cells(spec: TableSpec) -> list[tuple[list[str], bool, bool]]:
 
 def to_rich(spec: TableSpec) -> Table:
     t = Table(title=spec.title, title_justify="left", caption=spec.caption or None)
-    n_labels = len(spec.labels)
-    for i, h in enumerate(headers(spec)):
-        t.add_column(h, justify="left" if i < n_labels else "right", no_wrap=True)
+    for h, num in zip(headers(spec), numeric(spec), strict=True):
+        t.add_column(h, justify="right" if num else "left", no_wrap=True)
     for shown, bold, rule in cells(spec):
         if rule:
             t.add_section()
@@ -57,7 +62,7 @@ def to_markdown(spec: TableSpec) -> str:
     hs = headers(spec)
     n_labels = len(spec.labels)
     lines = [f"**{spec.title}**", "", "| " + " | ".join(hs) + " |",
-             "|" + "|".join("---" if i < n_labels else "---:" for i in range(len(hs))) + "|"]
+             "|" + "|".join("---:" if num else "---" for num in numeric(spec)) + "|"]
     for shown, bold, _ in cells(spec):
         shown = [f"**{c}**" if bold and i < n_labels else c for i, c in enumerate(shown)]
         lines.append("| " + " | ".join(shown) + " |")

@@ -10,8 +10,10 @@ from misalign.inference.analysis import AnalysisResults
 from .tables import to_markdown, to_rich
 
 
-def print_summary(results: AnalysisResults, out: Console, err: Console) -> None:
-    """Tables on ``out``; notes and the gate on ``err`` (plain lines, never re-wrapped)."""
+def print_summary(results: AnalysisResults, out: Console, err: Console,
+                  footer: str | None = None) -> None:
+    """Tables on ``out``; notes and the gate on ``err`` (plain lines, never re-wrapped); then
+    ``footer`` and, last, the headline sentence the report opens with."""
     for section in results.sections():
         if not section.summary:
             continue
@@ -22,6 +24,10 @@ def print_summary(results: AnalysisResults, out: Console, err: Console) -> None:
     for note in dict.fromkeys(results.notes):
         err.print(f"note: {note}", markup=False, highlight=False)
     err.print(results.gate.message(), markup=False, highlight=False)
+    if footer:
+        out.print(footer, markup=False, highlight=False)
+    if results.headline:
+        out.print(results.headline, markup=False, highlight=False, soft_wrap=True)
 
 
 def summary_markdown(results: AnalysisResults) -> str:

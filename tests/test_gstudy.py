@@ -141,6 +141,7 @@ def test_ncte_with_school_and_district_facets_runs():
     assert list(res.variances["component"].values) == [
         "teacher", "school", "district", "lesson", "rater", "residual"]
     assert res.model.coords["school"][0] != "" and len(res.model.coords["district"]) == 4
+    assert any("no SCHOOLID" in n for n in res.notes)
     with pytest.raises(ValueError, match="only available without --correlated"):
         GStudyModel(read_ncte_class(NCTE).subset(["CLPC", "CLBM"]), facets=("school",),
                     correlated=True)
@@ -152,7 +153,8 @@ def test_ncte_reader_reports_missing_per_dimension():
     r = read_ncte_class(NCTE)
     assert r.missing["CLPC"] == 21 and r.missing["CLCU"] == 34 and len(r.missing) == 12
     assert len(r.frame[r.frame.dimension == "CLPC"]) == 6206 - 21
-    assert any("no SCHOOLID" in n for n in r.notes)
+    # Said only when the school facet is fitted (it is about how schools are formed).
+    assert any("no SCHOOLID" in n for n in r.facet_notes["school"]) and not r.notes
 
 
 def test_long_reader_and_nesting_errors(tmp_path):
@@ -195,7 +197,8 @@ def test_ncte_cli_agrees_with_independent_reml(tmp_path):
                "--no-progress", env={"COLUMNS": "160"})
     assert text.returncode == 0, text.stderr
     assert "G-study: variance components" in text.stdout
-    assert "Decision study" in text.stdout and "smallest reaching 0.8" in text.stdout
+    assert "Decision study" in text.stdout and "smallest design reaching 0.8" in text.stdout
+    assert "upper bound" in text.stdout and "SCHOOLID" not in text.stderr
 
 
 @pytest.mark.slow
