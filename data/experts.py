@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from .categorical import dataset_to_frame, frame_hash, frame_to_dataset
+from .io import _read_table, read_csv, validate_ratings
 from .schema import Problem, ValidationError
 
 NCTE_DIMENSIONS = ("CLPC", "CLNC", "CLTS", "CLRSP", "CLBM", "CLPRDT", "CLILF", "CLCU", "CLAPS",
@@ -106,7 +107,7 @@ def read_ncte_class(path: str | Path) -> ExpertRatings:
     label = str(path)
     if not path.is_file():
         raise ValidationError([Problem(file=label, message="file not found")])
-    df = pd.read_csv(path)
+    df = read_csv(path)
     missing_cols = [c for c in (*NCTE_IDS, *NCTE_DIMENSIONS[:1]) if c not in df.columns]
     if missing_cols:
         raise ValidationError([Problem(file=label, message=(
@@ -159,8 +160,6 @@ def read_expert_long(path: str | Path, tasks: str | Path | None = None) -> Exper
     """Expert rows of the long ratings format, validated by the E1 loader. Ratings without a
     usable score are left out and counted per dimension. The long format has no school or
     district, so those facets are unavailable."""
-    from .io import _read_table, validate_ratings
-
     path = Path(path)
     raw, text = _read_table(path)
     if "rater_kind" in raw.columns:

@@ -41,9 +41,31 @@ class RatingsTable:
     source: str
 
     def write_dropped(self, path: str | Path) -> Path:
-        from .atomic import atomic_write_text
+        return write_dropped(self.dropped, path)
 
-        return atomic_write_text(path, self.dropped.to_csv(index=False))
+
+def write_dropped(dropped: pd.DataFrame, path: str | Path) -> Path:
+    """Every dropped row with its file, row, column, value and reason, as CSV (atomic)."""
+    from .atomic import atomic_write_text
+
+    return atomic_write_text(path, dropped.to_csv(index=False))
+
+
+def read_csv(path: Path, **options) -> pd.DataFrame:
+    """``pd.read_csv`` as UTF-8 (a byte-order mark is fine), with a plain ``ValidationError``
+    naming the file for an empty file, bytes that are not UTF-8, or text that is not CSV."""
+    file = str(path)
+    try:
+        return pd.read_csv(path, encoding="utf-8-sig", **options)
+    except pd.errors.EmptyDataError:
+        raise ValidationError([Problem(file, "the file is empty (expected a header line and "
+                                             "one row per rating)")]) from None
+    except UnicodeDecodeError as exc:
+        raise ValidationError([Problem(file, (
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at byte offset {exc.start}): "
+            "save it as UTF-8, e.g. from a spreadsheet with 'CSV UTF-8'"))]) from None
+    except pd.errors.ParserError as exc:
+        raise ValidationError([Problem(file, f"not a readable CSV file: {exc}")]) from None
 
 
 def _read_table(path: Path) -> tuple[pd.DataFrame, bool]:
@@ -54,7 +76,11 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, bool]:
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise ValidationError([Problem(str(path), f"not a readable Parquet file: {exc}")]
+                                  ) from None
         out = {}
         for name, col in zip(table.column_names, table.columns, strict=True):
             if pa.types.is_floating(col.type) and name not in ("score", "scale_min",
@@ -75,7 +101,7 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, bool]:
         return pd.DataFrame(out).reset_index(drop=True), False
     if suffix in (".csv", ".txt", ".tsv"):
         sep = "\t" if suffix == ".tsv" else ","
-        df = pd.read_csv(path, dtype="category", keep_default_na=False, sep=sep)
+        df = read_csv(path, dtype="category", keep_default_na=False, sep=sep)
         df.columns = [str(c).strip() for c in df.columns]
         return df, True
     raise ValidationError([Problem(str(path),

@@ -34,6 +34,8 @@ class MisalignmentData:
     task_scale: dict[str, float]
     n_experts: int = 0
     n_expert_ratings: int = 0
+    # Rows dropped under score_policy="drop", each with its reason (not part of the fitted data).
+    dropped: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     # Derived in __post_init__.
     error: np.ndarray = field(init=False, repr=False)
     llm: np.ndarray = field(init=False, repr=False)
@@ -167,6 +169,8 @@ def build_misalignment(table: RatingsTable, error_scale: str = "expert-sd",
     per_task = pd.Series(task_scale, dtype=float).reindex(f["task"].cat.categories)
     f["error"] = (f["score"] - f["reference"]) / per_task.to_numpy()[
         np.asarray(f["task"].cat.codes, dtype=np.int64)]
-    return MisalignmentData.from_frame(
+    data = MisalignmentData.from_frame(
         f, error_scale, task_scale, n_experts=int(experts["rater"].nunique()),
         n_expert_ratings=len(experts))
+    data.dropped = table.dropped
+    return data

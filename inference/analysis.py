@@ -12,7 +12,10 @@ prior-sensitivity sweep compares across prior sets). This class supplies the res
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import os
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -34,6 +37,10 @@ from .diagnostics import GateResult, diagnostics_gate
 from .sections import Section, TableSpec, plain
 
 _SAMPLER_OPTIONS = {f.name for f in dataclasses.fields(SamplerConfig)}
+# Where the package's code lives (one folder installed, five in an editable source tree).
+_PACKAGE_DIRS = tuple(
+    os.path.dirname(importlib.util.find_spec(f"misalign{p}").origin) + os.sep
+    for p in ("", ".data", ".models", ".inference", ".reports"))
 
 
 class AnalysisResults(ABC):
@@ -86,7 +93,10 @@ class AnalysisResults(ABC):
         sampler = {k: options.pop(k) for k in list(options) if k in _SAMPLER_OPTIONS}
         model = cls.model_class(data, priors=priors, **options)
         model.fit(SamplerConfig.make(sampling, **sampler))
-        return cls(model)
+        res = cls(model)
+        for note in res.notes:  # once, pointing at the caller's line, not into the package
+            warnings.warn(note, UserWarning, skip_file_prefixes=_PACKAGE_DIRS)
+        return res
 
     def refit(self, priors: dict[str, Any] | None = None,
               sampling: SamplerConfig | None = None, **sampler: Any) -> Self:
@@ -145,8 +155,11 @@ class AnalysisResults(ABC):
         for name, ds in self.sensitivity.items():
             groups[f"/{SENSITIVITY_GROUP}/{name}"] = ds
         out = xr.DataTree.from_dict(groups)
-        out.attrs = dict(tree.attrs) | {"gate_passed": int(self.gate.passed),
-                                        "gate": json.dumps(self.gate.to_dict())}
+        # A file rewritten later (e.g. to record sensitivity) keeps when and with what the
+        # results were made.
+        kept = {k: self.attrs[k] for k in ("created_at", "package_versions") if k in self.attrs}
+        out.attrs = dict(tree.attrs) | kept | {"gate_passed": int(self.gate.passed),
+                                               "gate": json.dumps(self.gate.to_dict())}
         return out
 
     def save(self, path: str | Path) -> Path:

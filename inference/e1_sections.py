@@ -91,12 +91,13 @@ def bias_effects(res: Any) -> xr.Dataset:
             res.model.spec.llm_family, dims="llm")).drop_vars("family")
         fam = fam.assign_coords(llm=res.model.spec.coords["llm"])
         llm = fam if llm is None else llm + fam
+    # Not named after a dimension ("prompt"): xarray would take the name for the coordinate.
     if llm is not None:
-        out["LLM"] = llm
+        out["LLM effect"] = llm
     if "prompt_effect" in post:
-        out["prompt"] = post["prompt_effect"]
+        out["prompt effect"] = post["prompt_effect"]
     if "llm_prompt_effect" in post:
-        out["LLM × prompt"] = post["llm_prompt_effect"]
+        out["LLM × prompt effect"] = post["llm_prompt_effect"]
     return xr.Dataset(out)
 
 

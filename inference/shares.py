@@ -17,7 +17,7 @@ from misalign.models import EFFECTS, VariancePartitionModel
 from misalign.models.base import SAMPLE_DIMS
 from misalign.models.priors import SIGMA_PRIORS
 
-from .summaries import HDI_PROB, interval_frame
+from .summaries import HDI_PROB, ResultTable, interval_frame
 
 
 def _variances(model: VariancePartitionModel, post: xr.Dataset, finite: bool) -> xr.DataArray:
@@ -84,4 +84,4 @@ def share_table(shares: xr.Dataset, prob: float = HDI_PROB) -> pd.DataFrame:
         f = f.rename(columns={kind_dim: "name"})
         f.insert(0, "kind", kind_dim)
         frames.append(f)
-    return pd.concat(frames, ignore_index=True)
+    return ResultTable(pd.concat(frames, ignore_index=True))

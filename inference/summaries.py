@@ -17,6 +17,20 @@ def hdi(da: xr.DataArray, prob: float = HDI_PROB) -> xr.DataArray:
     return az.hdi(da, prob=prob, dim=list(SAMPLE_DIMS))
 
 
+class ResultTable(pd.DataFrame):
+    """A DataFrame that prints every column (a results table is read whole, not truncated)."""
+
+    @property
+    def _constructor(self):
+        return ResultTable
+
+    def __repr__(self) -> str:
+        with pd.option_context("display.width", 1000, "display.max_columns", None,
+                               "display.expand_frame_repr", False, "display.max_rows", 500,
+                               "display.float_format", "{:.4f}".format):
+            return super().__repr__()
+
+
 def interval_frame(arrays: dict[str, xr.DataArray], prob: float = HDI_PROB) -> pd.DataFrame:
     """One row per label combination of the arrays' non-sample dims (all arrays share them),
     with ``{name}_mean``, ``{name}_lower``, ``{name}_upper`` columns per array, in the order
@@ -33,4 +47,4 @@ def interval_frame(arrays: dict[str, xr.DataArray], prob: float = HDI_PROB) -> p
         frame = part.to_dataframe().reset_index() if dims else pd.DataFrame([{
             k: float(v) for k, v in part.data_vars.items()}])
         out = frame if out is None else out.merge(frame, on=dims, sort=False)
-    return out.reset_index(drop=True)
+    return ResultTable(out.reset_index(drop=True))

@@ -41,11 +41,10 @@ import pandas as pd
 from pymc_extras.prior import Prior
 
 from misalign.data.components import AGGREGATES
-from misalign.models.options import SamplerConfig
+from misalign.models.options import NAMED_SETS, SamplerConfig
 
 from .analysis import AnalysisResults
 
-NAMED_SETS = ("default", "wide", "narrow", "exponential", "halfstudentt", "sceptical")
 SELECTION = AGGREGATES["attributable"]
 SWEEP_SAMPLING = SamplerConfig(progressbar=False)
 

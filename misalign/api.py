@@ -7,7 +7,6 @@ from typing import Any
 
 from misalign.data import (
     MisalignmentData,
-    RatingsTable,
     ValidationError,
     build_misalignment,
     load_ratings,
@@ -28,27 +27,26 @@ from misalign.models.options import SamplerConfig
 
 def load_misalignment(path: str | Path, tasks: str | Path | None = None,
                       error_scale: str = "expert-sd", score_policy: str = "error",
-                      task_subset: list[str] | None = None) -> tuple[MisalignmentData,
-                                                                     RatingsTable]:
-    """Read, validate and turn a ratings file into the misalignment table."""
+                      task_subset: list[str] | None = None) -> MisalignmentData:
+    """Read, validate and turn a ratings file into the misalignment table (rows dropped under
+    ``score_policy="drop"`` are in its ``dropped``, each with its reason)."""
     table = load_ratings(path, tasks=tasks, score_policy=score_policy)
-    return build_misalignment(table, error_scale=error_scale, tasks=task_subset), table
+    return build_misalignment(table, error_scale=error_scale, tasks=task_subset)
 
 
 def misalignment_data(data: MisalignmentData | SimulatedStudy | str | Path | None = None, *,
                       tasks: str | Path | None = None, error_scale: str = "expert-sd",
                       score_policy: str = "error", task_subset: list[str] | None = None,
-                      preset: str = "small") -> tuple[MisalignmentData, RatingsTable | None]:
+                      preset: str = "small") -> MisalignmentData:
     """The E1 input from a ratings file, a simulated study, a prepared table, or (``None``) the
-    embedded default: the simulated ``preset`` study. Also returns the validated ratings (with
-    any rows dropped under ``score_policy="drop"``) when read from a file."""
+    embedded default: the simulated ``preset`` study."""
     if isinstance(data, MisalignmentData):
-        return data, None
+        return data
     if isinstance(data, (str, Path)):
         return load_misalignment(data, tasks=tasks, error_scale=error_scale,
                                  score_policy=score_policy, task_subset=task_subset)
     study = data if data is not None else simulate(preset, compute_truth=False)
-    return build_misalignment(study.table(), error_scale=error_scale, tasks=task_subset), None
+    return build_misalignment(study.table(), error_scale=error_scale, tasks=task_subset)
 
 
 def _priors(priors: dict[str, Any] | str | Path | None) -> dict[str, Any] | None:
@@ -64,7 +62,7 @@ def fit(data: MisalignmentData | SimulatedStudy | str | Path | None = None, *,
     """Fit E1 to a ratings file, a simulated study, a prepared table or the embedded default.
     ``priors``: overrides by name, or a TOML file of them; ``sampler``: any ``SamplerConfig``
     field (``draws``, ``chains``, ``seed``, …)."""
-    mis, _ = misalignment_data(data, tasks=tasks, error_scale=error_scale,
+    mis = misalignment_data(data, tasks=tasks, error_scale=error_scale,
                                score_policy=score_policy, task_subset=task_subset, preset=preset)
     return E1Results.fit(mis, likelihood=likelihood, priors=_priors(priors), sampling=sampling,
                          **sampler)

@@ -18,6 +18,7 @@ from misalign.cli_common import (
     choices,
     err,
     load_or_fail,
+    missing_file,
     out,
     sampler_options,
     save_and_show,
@@ -31,7 +32,24 @@ from misalign.cli_sensitivity import register as register_sensitivity
 from misalign.models.options import SamplerConfig
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  rich_markup_mode=None,  # help text is plain: "misalign[jax]" keeps its brackets
                   help="Bayesian measurement of LLM misalignment with expert judgement.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from misalign import __version__
+
+        print(f"misalign {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Bayesian measurement of LLM misalignment with expert judgement."""
 
 
 Preset = choices("Preset", "small", "reference")
@@ -97,8 +115,10 @@ def fit(
     sampling: SamplerConfig = None,
 ) -> None:
     """Fit the E1 variance partition and print the share table."""
+    missing_file(data, tasks, priors)  # before the heavy imports: say it at once
     from misalign import api
     from misalign.data import ValidationError
+    from misalign.data.io import write_dropped
     from misalign.models import PriorError
 
     t0 = time.perf_counter()
@@ -107,15 +127,15 @@ def fit(
         with warnings.catch_warnings():
             # The few-level notes come back as the results' notes, printed once at the end.
             warnings.simplefilter("ignore", UserWarning)
-            mis, table = api.misalignment_data(
+            mis = api.misalignment_data(
                 data, tasks=tasks, error_scale=error_scale.value,
                 score_policy=score_policy.value, task_subset=subset, preset=preset.value)
             if data is None:
                 err.print(f"no data given: fitting the simulated '{preset.value}' study "
                           f"({mis.n_ratings:,} LLM ratings; truth in `misalign simulate`)")
-            if table is not None and len(table.dropped):
-                dropped = table.write_dropped(results.with_suffix(".dropped.csv"))
-                err.print(f"dropped {len(table.dropped)} row(s) under --score-policy drop; "
+            if mis.dropped is not None and len(mis.dropped):
+                dropped = write_dropped(mis.dropped, results.with_suffix(".dropped.csv"))
+                err.print(f"dropped {len(mis.dropped)} row(s) under --score-policy drop; "
                           f"each with its reason in {dropped}")
             if not as_json:
                 err.print(f"fitting {mis.n_ratings:,} LLM ratings: " + ", ".join(

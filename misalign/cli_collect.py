@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from misalign.cli_common import EXIT_INCOMPLETE, err
+from misalign.cli_common import EXIT_INCOMPLETE, err, stdout_console
 from misalign.cli_common import fail as _fail
 from misalign.cli_common import problems as _problems
 
-out = Console(soft_wrap=True)  # prompts and paths are printed whole, never re-wrapped
+out = stdout_console(soft_wrap=True)  # prompts and paths are printed whole
 
 
 def _usd(x: float | None) -> str:
@@ -131,6 +131,10 @@ def collect(
     for h in logging.getLogger().handlers:
         h.addFilter(RedactingFilter(redactor))
     bar = _progress(progress and not as_json)
+    # Ctrl-C and `kill` (SIGTERM) end the run the same way: the run row says so and nothing
+    # is lost (each attempt is one transaction).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         with Store(store_path) as s, bar as (on_progress, set_total):
             from misalign.data.collect.runner import Collector
@@ -160,6 +164,10 @@ def collect(
         out.print(f"store: {store_path}", markup=False, highlight=False)
     if summary.status != "complete":
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 class _progress:

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -22,8 +23,17 @@ from misalign.models.options import DEFAULTS, LIKELIHOODS, SAMPLERS, SamplerConf
 if TYPE_CHECKING:
     from misalign.inference.analysis import AnalysisResults
 
+def stdout_console(**options) -> Console:
+    """Rich draws for 80 columns when output is piped (or TERM=dumb); tables are then cut.
+    Piped output is read by people in files and logs, so give it room (COLUMNS still wins)."""
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return Console(**options)
+    # rich ignores a width under TERM=dumb unless the height is given too.
+    return Console(width=200, height=50, **options)
+
+
 err = Console(stderr=True, soft_wrap=True)  # never break a path or message mid-line
-out = Console()
+out = stdout_console()
 
 EXIT_INPUT = 2  # bad input: validation, priors, options
 EXIT_GATE = 3  # --strict and the diagnostics gate failed
@@ -103,10 +113,19 @@ def quiet(sampling: SamplerConfig) -> SamplerConfig:
     return dataclasses.replace(sampling, progressbar=False)
 
 
+def missing_file(*paths: Path | None) -> None:
+    """Exit 2 at once for an input file that does not exist."""
+    for p in paths:
+        if p is not None and not p.is_file():
+            what = "is a folder, not a file" if p.is_dir() else "file not found"
+            raise fail(f"error: {p}: {what}")
+
+
 def load_or_fail(path: Path) -> AnalysisResults:
     """Any results file, or exit 2 with a plain message."""
     import warnings
 
+    missing_file(path)
     from misalign.inference import load
     from misalign.models import ResultsFileError
 

@@ -39,6 +39,7 @@ def gstudy(
     sampling: SamplerConfig = None,
 ) -> None:
     """G-study of expert ratings: variance components, decision study, noise ceiling inputs."""
+    common.missing_file(data, tasks, priors)
     from misalign import api
     from misalign.data import ValidationError
     from misalign.data.experts import load_experts

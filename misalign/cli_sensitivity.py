@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -11,6 +12,7 @@ import typer
 from rich.table import Table
 
 from misalign.cli_common import (
+    JsonOpt,
     PriorsOpt,
     SeedOpt,
     err,
@@ -20,7 +22,7 @@ from misalign.cli_common import (
     sampler_options,
 )
 from misalign.cli_common import fail as _fail
-from misalign.models.options import DEFAULTS, SamplerConfig
+from misalign.models.options import DEFAULTS, NAMED_SETS, SamplerConfig
 
 
 def _df_table(df, title: str, index: str | None = None) -> Table:
@@ -38,12 +40,13 @@ def _df_table(df, title: str, index: str | None = None) -> Table:
 
 @sampler_options
 def sensitivity(
-    results: Annotated[Path, typer.Argument(help="A results file (E1 or G-study).")],
+    results: Annotated[Path, typer.Argument(help="Any results file (E1, G-study, …).")],
     prior_sets: Annotated[Path | None, typer.Option(help=(
         "TOML of user prior sets: [NAME.sigma_prompt] distribution = \"HalfNormal\" "
         "sigma = 0.1"))] = None,
-    sets: Annotated[str, typer.Option(help="Named sets to refit (comma-separated).")] = (
-        "default,wide,narrow,exponential,halfstudentt,sceptical"),
+    sets: Annotated[str, typer.Option(show_default=False, help=(
+        "Named sets to refit, comma-separated (default: all six: "
+        f"{', '.join(NAMED_SETS)})."))] = ",".join(NAMED_SETS),
     workers: Annotated[int, typer.Option(min=1, help="Local processes for the refits.")] = 1,
     scheduler: Annotated[str | None, typer.Option(help=(
         "Address of a Dask distributed scheduler to run the refits on "
@@ -52,6 +55,10 @@ def sensitivity(
                      ] = True,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the tables and the plot.")
                        ] = Path("sensitivity"),
+    record: Annotated[bool, typer.Option(help=(
+        "Keep the tables in the results file too, so that `misalign report` shows them."))
+    ] = True,
+    as_json: JsonOpt = False,
     sampling: SamplerConfig = None,
 ) -> None:
     """Prior sensitivity: power-scaling of every σ, and refits under named prior sets."""
@@ -61,6 +68,9 @@ def sensitivity(
     from misalign.reports import save_figure, sweep_figure
 
     res = load_or_fail(results)
+    show = (lambda *a, **k: None) if as_json else out.print
+    written: dict[str, str] = {}
+    payload: dict = {"results_file": str(results)}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -69,31 +79,44 @@ def sensitivity(
         ps = None
         err.print(f"note: {exc}", markup=False)
     if ps is not None:
-        out.print(_df_table(ps, "power-scaling sensitivity of the σ's (prior, likelihood)",
-                            index="σ"))
-        atomic_write_text(out_dir / "powerscale.csv", ps.to_csv(index_label="component"))
-    if not refit:
+        show(_df_table(ps, "power-scaling sensitivity of the σ's (prior, likelihood)",
+                       index="σ"))
+        written["powerscale"] = str(atomic_write_text(out_dir / "powerscale.csv",
+                                                      ps.to_csv(index_label="component")))
+        payload["powerscale"] = ps.reset_index(names="component").to_dict("records")
+    table = None
+    if refit:
+        try:
+            user = read_prior_sets(prior_sets) if prior_sets else None
+        except (OSError, ValueError) as exc:
+            raise _fail(f"error: {exc}") from None
+        names = [s.strip() for s in sets.split(",") if s.strip()]
+        err.print(f"refitting under {len(names) + len(user or {})} prior set(s) "
+                  f"({'Dask at ' + scheduler if scheduler else f'{workers} process(es)'})…",
+                  markup=False, highlight=False)
+        try:
+            table = sweep(res, names, user, quiet(sampling), workers=workers,
+                          scheduler=scheduler)
+        except ValueError as exc:
+            raise _fail(f"error: {exc}") from None
+        show(_df_table(table, "posterior mean [94% HDI] under each prior set"))
+        mv = movement(table)
+        show(_df_table(mv, "how far each quantity moves across the sets (max − min of means)"))
+        written["sweep"] = str(atomic_write_text(out_dir / "sweep.csv",
+                                                 table.to_csv(index=False)))
+        written["movement"] = str(atomic_write_text(out_dir / "movement.csv",
+                                                    mv.to_csv(index=False)))
+        written["plot"] = str(save_figure(sweep_figure(table), out_dir / "sweep.png"))
+        payload |= {"sweep": table.to_dict("records"), "movement": mv.to_dict("records")}
+    if record and (ps is not None or table is not None):
+        res.record_sensitivity(ps, table)
+        written["results"] = str(res.save(results))
+    payload["files"] = written
+    if as_json:
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         return
-    try:
-        user = read_prior_sets(prior_sets) if prior_sets else None
-    except (OSError, ValueError) as exc:
-        raise _fail(f"error: {exc}") from None
-    names = [s.strip() for s in sets.split(",") if s.strip()]
-    err.print(f"refitting under {len(names) + len(user or {})} prior set(s) "
-              f"({'Dask at ' + scheduler if scheduler else f'{workers} process(es)'})…",
-              markup=False, highlight=False)
-    try:
-        table = sweep(res, names, user, quiet(sampling), workers=workers,
-                      scheduler=scheduler)
-    except ValueError as exc:
-        raise _fail(f"error: {exc}") from None
-    out.print(_df_table(table, "posterior mean [94% HDI] under each prior set"))
-    mv = movement(table)
-    out.print(_df_table(mv, "how far each quantity moves across the sets (max − min of means)"))
-    atomic_write_text(out_dir / "sweep.csv", table.to_csv(index=False))
-    atomic_write_text(out_dir / "movement.csv", mv.to_csv(index=False))
-    png = save_figure(sweep_figure(table), out_dir / "sweep.png")
-    out.print(f"tables and plot: {out_dir}/ ({png.name})", markup=False, highlight=False)
+    for what, path in written.items():
+        out.print(f"{what}: {path}", markup=False, highlight=False)
 
 
 def prior_check(
@@ -119,8 +142,8 @@ def prior_check(
             else:
                 from misalign.api import load_misalignment
 
-                mis, _ = load_misalignment(data, tasks=tasks)
-                model = VariancePartitionModel(mis, priors=overrides)
+                model = VariancePartitionModel(load_misalignment(data, tasks=tasks),
+                                               priors=overrides)
         except PriorError as exc:
             raise _fail(f"error: {exc}") from None
         except typer.Exit:

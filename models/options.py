@@ -9,6 +9,8 @@ from typing import Any
 
 SAMPLERS = ("nutpie", "numpyro", "pymc")
 LIKELIHOODS = ("gaussian", "student")
+# Prior sets a sensitivity sweep refits under (misalign.inference.sweep defines them).
+NAMED_SETS = ("default", "wide", "narrow", "exponential", "halfstudentt", "sceptical")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,8 +70,6 @@ def make_spec(data: MisalignmentData, likelihood: str = "gaussian") -> ModelSpec
     if fam is not None and 1 < len(lab["family"]) < FEW_LEVELS:
         notes.append(f"family has {len(lab['family'])} levels (< {FEW_LEVELS}): its "
                      "superpopulation share is mostly prior")
-    for w in notes:
-        warnings.warn(w, stacklevel=2)
     design = ((data.task.astype(np.int64) * L + data.llm) * P + data.prompt)
     return ModelSpec(likelihood=likelihood, coords=coords, components=components, levels=levels,
                      llm_family=fam, design=design, n_design=K * L * P, warnings=notes)
@@ -95,6 +92,18 @@ def within_family_basis(llm_family: np.ndarray) -> np.ndarray:
             v[members[j]] = -j
             cols.append(v / np.linalg.norm(v))
     return np.column_stack(cols) if cols else np.zeros((L, 0))
+
+
+def within_family_labels(llm_family: np.ndarray, llms: list[str], families: list[str]
+                         ) -> list[str]:
+    """A label per column of ``within_family_basis``: "family: LLM vs the ones before it"."""
+    out = []
+    for f in range(int(llm_family.max()) + 1):
+        members = np.flatnonzero(llm_family == f)
+        for j in range(1, len(members)):
+            before = ", ".join(llms[m] for m in members[:j])
+            out.append(f"{families[f]}: {llms[members[j]]} vs {before}")
+    return out
 
 
 def design_means(effects: dict, spec: ModelSpec, xp=np) -> tuple:

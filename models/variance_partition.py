@@ -33,6 +33,7 @@ from .spec import (
     full_design_means,
     make_spec,
     within_family_basis,
+    within_family_labels,
 )
 
 EFFECTS = {  # component -> (posterior variable, dims)
@@ -108,8 +109,10 @@ class VariancePartitionModel(BayesianModel):
                                                     dims="family")
             basis = within_family_basis(spec.llm_family)
             if "llm" in comps and basis.shape[1] > 0:
+                pm.modelcontext(None).add_coord("llm_contrast", within_family_labels(
+                    spec.llm_family, spec.coords["llm"], spec.coords["family"]))
                 z = pm.Normal("llm_within_family", 0.0, self._sigma("llm"),
-                              shape=basis.shape[1])
+                              dims="llm_contrast")
                 eff["llm_effect"] = pm.Deterministic("llm_effect", pt.dot(basis, z), dims="llm")
         elif "llm" in comps:
             eff["llm_effect"] = pm.ZeroSumNormal("llm_effect", sigma=self._sigma("llm"),

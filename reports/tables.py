@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from misalign.inference.sections import TableSpec
 
@@ -47,15 +49,20 @@ def cells(spec: TableSpec) -> list[tuple[list[str], bool, bool]]:
     return out
 
 
-def to_rich(spec: TableSpec) -> Table:
-    t = Table(title=spec.title, title_justify="left", caption=spec.caption or None)
+def to_rich(spec: TableSpec) -> Group:
+    """The title as its own line (a table title wraps at the table's width), then the
+    table."""
+    t = Table()
     for h, num in zip(headers(spec), numeric(spec), strict=True):
         t.add_column(h, justify="right" if num else "left", no_wrap=True)
     for shown, bold, rule in cells(spec):
         if rule:
             t.add_section()
         t.add_row(*shown, style="bold" if bold else None)
-    return t
+    parts = [Text(spec.title, style="bold"), t]
+    if spec.caption:  # below the table, wrapped at the screen's width, not the table's
+        parts.append(Text(spec.caption, style="dim"))
+    return Group(*parts)
 
 
 def to_markdown(spec: TableSpec) -> str:

@@ -142,15 +142,14 @@ def dispatch_violations(source: str, concrete: set[str], kinds: set[str],
                 found.append(f"line {line}: reads the file's kind")
         if isinstance(node, ast.Compare) and not may_dispatch:
             operands = [node.left, *node.comparators]
-            for o in operands:
-                if isinstance(o, ast.Call) and getattr(o.func, "id", "") == "type":
-                    found.append(f"line {line}: compares type(…)")
-                if isinstance(o, ast.Attribute) and o.attr in ("kind", "__class__", "__name__"):
-                    found.append(f"line {line}: compares .{o.attr}")
-                if isinstance(o, (ast.Tuple, ast.List, ast.Set)):
-                    o = next((e for e in o.elts if isinstance(e, ast.Constant)), o)
-                if isinstance(o, ast.Constant) and o.value in kinds | concrete:
-                    found.append(f"line {line}: compares with '{o.value}'")
+            # Values that name an analysis: kind strings, class names (as text or as names).
+            named = any(
+                (isinstance(e, ast.Constant) and e.value in kinds | concrete)
+                or _names(e) & concrete
+                for o in operands
+                for e in (o.elts if isinstance(o, (ast.Tuple, ast.List, ast.Set)) else [o]))
+            if named:  # kind == "e1", type(m) is GStudyModel, cls.__name__ == "E1Results", …
+                found.append(f"line {line}: compares with an analysis kind or class")
         if isinstance(node, ast.MatchClass) and _names(node.cls) & concrete and not may_dispatch:
             found.append(f"line {line}: match on {_names(node.cls)}")
         if isinstance(node, ast.Constant) and node.value == KIND_ATTR and not may_read_kind:

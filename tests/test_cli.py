@@ -57,6 +57,9 @@ def test_fit_file_strict_json_then_summary(sim_dir, tmp_path):
         assert a["super_upper"] == pytest.approx(b["super_upper"], rel=1e-12)
     t = run("summary", out)
     assert "attributable" in t.stdout and "finite-pop share" in t.stdout
+    # The title is a line of its own, never wrapped to the table's width.
+    assert "E1 variance partition of misalignment error (expert-sd scale, gaussian " \
+        "likelihood)\n" in t.stdout
 
 
 def test_fit_without_data_uses_embedded_study(tmp_path):
@@ -123,3 +126,29 @@ def test_drop_policy_reports_and_task_subset(sim_dir, tmp_path):
     assert all("every expert rating of this unit and task was dropped" in x for x in report[2:])
     payload = json.loads(r.stdout)
     assert payload["data"]["task"] == 2
+
+
+def test_help_version_and_a_missing_file_at_once(tmp_path):
+    h = run("fit", "--help")
+    assert 'misalign[jax]' in h.stdout and "gaussian: nested effects" in h.stdout
+    assert 'misalign[distributed]' in run("sensitivity", "--help").stdout
+    assert "default: all six: default, wide" in " ".join(run("sensitivity", "--help").stdout
+                                                          .split())
+    v = run("--version")
+    assert v.returncode == 0 and v.stdout.startswith("misalign ")
+    # A missing file is reported before PyMC is even imported.
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "misalign.cli", "fit",
+                        str(tmp_path / "missing.csv")], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2 and "missing.csv: file not found" in r.stderr
+    assert " pymc" not in r.stderr and "pytensor" not in r.stderr
+
+
+def test_empty_and_non_utf8_files_are_plain_errors(tmp_path):
+    empty, latin = tmp_path / "empty.csv", tmp_path / "latin.csv"
+    empty.write_bytes(b"")
+    latin.write_bytes("unit_id,task,rater,rater_kind,prompt,score\nu1,CLPC,Andr\xe9,expert,,4\n"
+                      .encode("latin-1"))
+    for path, words in ((empty, "the file is empty"), (latin, "not UTF-8 text")):
+        r = run("fit", path, "--out", tmp_path / "r.nc")
+        assert r.returncode == 2 and words in r.stderr and str(path) in r.stderr
+        assert "Traceback" not in r.stderr

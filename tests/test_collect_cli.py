@@ -5,6 +5,7 @@ the parser; --dry-run sends nothing."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import arviz as az
@@ -139,3 +140,52 @@ def test_bad_study_file_is_exit_2_with_file_and_reason(tmp_path):
     assert r.returncode == 2
     assert f"{p}: [[llm]] 1: 'api_key' looks like a secret" in r.stderr
     assert "sk-nope-123456" not in r.stderr + r.stdout
+
+
+def test_ctrl_c_and_kill_end_a_run_cleanly(tmp_path):
+    """SIGINT and SIGTERM: the run row says 'interrupted', no 'never awaited' warning, and a
+    rerun completes. Without COLUMNS the dry-run table is not cut at 80 columns."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from misalign.data.collect.testserver import RunningServer
+
+    write_units(tmp_path / "units.csv", 300)
+    server = RunningServer(latency_ms=300, seed=1)
+    try:
+        study = write_study(tmp_path / "study.toml", server.api_base)
+        env = {k: v for k, v in (os.environ | ENV).items() if k != "COLUMNS"} | {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        store = tmp_path / "study.sqlite"
+
+        def answered() -> int:
+            if not store.exists():
+                return 0
+            with sqlite3.connect(store) as db:
+                return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            before = answered()
+            p = subprocess.Popen([sys.executable, "-m", "misalign.cli", "collect", str(study),
+                                  "--no-progress"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            deadline = time.time() + 120
+            while time.time() < deadline and answered() <= before:  # until this run collects
+                time.sleep(0.5)
+            p.send_signal(sig)
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 130, err
+            assert "never awaited" not in err and "Traceback" not in err
+            last = sqlite3.connect(store).execute(
+                "SELECT status FROM runs ORDER BY run_id DESC LIMIT 1").fetchone()[0]
+            assert last == "interrupted"
+        done = subprocess.run([sys.executable, "-m", "misalign.cli", "collect", str(study),
+                               "--no-progress"], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        dry = subprocess.run([sys.executable, "-m", "misalign.cli", "collect", str(study),
+                              "--dry-run"], env=env, capture_output=True, text=True)
+        assert "pricing" in dry.stdout and "…" not in dry.stdout.split("cost estimate")[1]
+    finally:
+        server.close()

@@ -4,6 +4,7 @@ files, keys, redaction."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -144,3 +145,53 @@ def test_redactor_removes_secret_values():
                                            "OPENAI_API_KEY": "sk-0123456789"})
     assert r("key abcdefgh1234 and sk-0123456789 at /root") == \
         "key [redacted] and [redacted] at /root"
+
+
+def test_study_file_rough_edges(tmp_path):
+    """A pasted key in api_key_env is refused without being echoed; an unknown task names the
+    study file; a misspelt 'family' is reported once, as the typo."""
+    p = tmp_path / "study.toml"
+    p.write_text('tasks = ["CLPC", "NOPE"]\n'
+                 '[[llm]]\nmodel = "openai/a"\nfamily = "x"\napi_key_env = "sk-live-abc123XYZ"\n'
+                 '[[llm]]\nmodel = "openai/b"\nfamly = "x"\n')
+    with pytest.raises(ValidationError) as e:
+        read_study(p)
+    msg = str(e.value)
+    assert "'api_key_env' must be the name of an environment variable" in msg
+    assert "sk-live-abc123XYZ" not in msg
+    assert f"{p}: tasks: " in msg and "'NOPE' is neither a bundled task" in msg
+    assert "unknown field 'famly' (did you mean 'family'?)" in msg
+    assert "give every [[llm]] a family or none" not in msg
+
+
+def test_a_refused_connection_is_a_connection_error():
+    import asyncio
+
+    import litellm
+
+    from misalign.data.collect.limits import classify
+
+    async def call():
+        await litellm.acompletion(model="openai/x", api_base="http://127.0.0.1:9/v1",
+                                  api_key="k", messages=[{"role": "user", "content": "hi"}],
+                                  num_retries=0, max_retries=0, timeout=5)
+
+    with pytest.raises(Exception) as e:  # litellm reports it as a 500 "Connection error."
+        asyncio.run(call())
+    assert classify(e.value) == ("connection", True, 500)
+
+
+def test_runs_of_dead_processes_are_marked_killed(tmp_path):
+    import subprocess
+    import sys
+
+    from misalign.data.collect import Store
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    with Store(tmp_path / "s.sqlite") as s:
+        dead = s.begin_run({"pid": int(gone)})  # as if that process was killed mid-run
+        alive = s.begin_run({"pid": os.getpid()})
+        assert s.settle_dead_runs() == []  # already settled when `alive` began
+        status = dict(s.db.execute("SELECT run_id, status FROM runs").fetchall())
+    assert status == {dead: "killed", alive: "running"}

@@ -110,6 +110,8 @@ def test_summary_shows_a_gstudy_file(gstudy_file):
     assert r.returncode == 0, r.stderr
     assert "G-study: variance components" in r.stdout and "Decision study" in r.stdout
     assert "diagnostics gate" in r.stderr
+    # The smallest design says which grid it searched; r > 1 values are marked upper bounds.
+    assert "searched up to 30 × 8 × 12" in r.stdout and "upper bound (r > 1)" in r.stdout
     j = cli("summary", str(path), "--json")
     assert j.returncode == 0, j.stderr
     payload = json.loads(j.stdout)
@@ -118,6 +120,15 @@ def test_summary_shows_a_gstudy_file(gstudy_file):
     ours = res.table
     np.testing.assert_allclose(comps["super_mean"], ours["super_mean"], rtol=1e-12)
     assert {"decision_study", "smallest_design"} <= set(payload)
+
+
+def test_facet_notes_only_when_that_facet_is_fitted(gstudy_file):
+    res, _ = gstudy_file
+    res.model.ratings.facet_notes = {"school": ["3 teachers have no school id"]}
+    try:
+        assert not any("school id" in n for n in res.notes)  # fitted without --facets
+    finally:
+        res.model.ratings.facet_notes = {}
 
 
 def test_sensitivity_and_prior_check_on_a_gstudy_file(gstudy_file, tmp_path):
@@ -183,3 +194,26 @@ def test_building_a_model_leaves_its_priors_and_coords_alone():
     m.build_model()
     assert m.priors == priors and m.coords == coords
     assert "dimension_bis" in m.model.coords and not m.priors["sigma_teacher"].dims
+
+
+def test_tables_print_whole_and_results_print_short(e1_file):
+    res = e1_file[0]
+    text = repr(res.table)
+    for col in ("finite_mean", "finite_upper", "super_mean", "super_upper"):
+        assert col in text
+    assert "..." not in text
+    assert repr(res).startswith("<E1Results (e1): ") and len(repr(res)) < 400
+
+
+def test_notes_warn_once_at_the_callers_line():
+    from misalign.data import MisalignmentData
+    from tests.helpers import tiny_unbalanced_frame
+
+    data = MisalignmentData.from_frame(tiny_unbalanced_frame(seed=1), "raw",
+                                       {"T1": 1.0, "T2": 1.0, "T3": 1.0})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = misalign.fit(data, draws=20, tune=20, chains=1, progressbar=False)
+    notes = [w for w in caught if issubclass(w.category, UserWarning)]
+    assert [str(w.message) for w in notes] == res.notes and len(notes) >= 1
+    assert all(w.filename == __file__ for w in notes), [w.filename for w in notes]

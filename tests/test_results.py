@@ -55,9 +55,13 @@ def test_arviz_forest_plot_labels_components(saved, tmp_path):
     labels = pc.viz["component_label"]["finite_population"]
     assert [labels.sel(component=c).item().get_text() for c in comps] == comps
     pc.savefig(tmp_path / "forest.png")
-    # Posterior effects carry real labels too.
+    # Posterior effects carry real labels too, the within-family contrasts included.
     assert tree["posterior"]["llm_effect"]["llm"].values.tolist() == \
         sorted(tree["posterior"]["llm_effect"]["llm"].values.tolist())
+    contrasts = tree["posterior"]["llm_within_family"]["llm_contrast"].values.tolist()
+    assert contrasts and all(": " in c and " vs " in c for c in contrasts)
+    diag = tree["diagnostics"]
+    assert "quantity" in diag.dims and "finite_population[llm]" in diag["quantity"].values
 
 
 def test_posterior_and_prior_predictive(small_fit):

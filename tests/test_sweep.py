@@ -3,6 +3,8 @@ Dask cluster, the prior predictive check, and the CLI."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from pymc_extras.prior import Prior
@@ -64,6 +66,19 @@ def test_prior_check_and_power_scaling_cli(small_results, tmp_path):
     table = pd.read_csv(tmp_path / "sens" / "sweep.csv")
     assert set(table["quantity"]) >= {"attributable", "shared", "task", "residual"}
     assert (tmp_path / "sens" / "sweep.png").exists()
+    assert f"powerscale: {tmp_path / 'sens' / 'powerscale.csv'}" in r.stdout
+    # Recorded in the results file, so that the report shows it.
+    from misalign import load
+
+    back = load(small_results.path)
+    assert set(back.sensitivity) == {"powerscale", "sweep"}
+    assert "sensitivity" in [s.key for s in back.report_sections()]
+    j = cli("sensitivity", str(small_results.path), "--no-refit", "--no-record", "--json",
+            "--out", str(tmp_path / "ps"))
+    assert j.returncode == 0, j.stderr
+    payload = json.loads(j.stdout)
+    assert payload["files"] == {"powerscale": str(tmp_path / "ps" / "powerscale.csv")}
+    assert {r["component"] for r in payload["powerscale"]} >= {"prompt", "residual"}
 
 
 @pytest.mark.slow

@@ -152,3 +152,22 @@ def test_partial_families_are_refused(tmp_path):
     lines.append("u1,CLPC,meta/llama,llm,base,4,")
     msgs = problems(write(tmp_path, "\n".join(lines) + "\n"))
     assert any("row 9 (line 10), column 'family': family is empty here" in m for m in msgs)
+
+
+def test_empty_non_utf8_and_bom_files_through_the_api(tmp_path):
+    import misalign
+
+    empty, latin, bom = tmp_path / "e.csv", tmp_path / "l.csv", tmp_path / "b.csv"
+    empty.write_bytes(b"")
+    latin.write_bytes(b"unit_id,task\nu\xe9,CLPC\n")
+    with pytest.raises(ValidationError, match="the file is empty"):
+        misalign.load_misalignment(empty)
+    with pytest.raises(ValidationError, match=r"not UTF-8 text \(byte 0xe9"):
+        misalign.load_misalignment(latin)
+    # A byte-order mark (Excel's "CSV UTF-8") is fine, and the result feeds fit directly.
+    from misalign.api import misalignment_data
+
+    bom.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    data = misalign.load_misalignment(bom, error_scale="raw")
+    assert isinstance(data, misalign.MisalignmentData) and data.n_ratings == 5
+    assert misalignment_data(data) is data

@@ -80,6 +80,22 @@ def retry_after(exc: BaseException) -> float | None:
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
 
 
+_CONNECTION_ERRORS = ("APIConnectionError", "ConnectError", "ConnectionRefusedError",
+                      "ClientConnectorError", "ConnectionResetError")
+
+
+def _connection_failure(exc: BaseException) -> bool:
+    """litellm reports a refused or dropped connection as a 500 ("Connection error.") with the
+    client's connection error in the exception chain."""
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 10:
+        if type(e).__name__ in _CONNECTION_ERRORS:
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return "Connection error" in str(exc)
+
+
 def classify(exc: BaseException) -> tuple[str, bool, int | None]:
     """(kind, retryable, http status) of an exception from litellm."""
     status = getattr(exc, "status_code", None)
@@ -91,7 +107,7 @@ def classify(exc: BaseException) -> tuple[str, bool, int | None]:
         return "timeout", True, status
     if name == "RateLimitError" or status == 429:
         return "rate_limit", True, 429
-    if name in ("APIConnectionError",):
+    if name in ("APIConnectionError",) or _connection_failure(exc):
         return "connection", True, status
     if name in ("AuthenticationError", "PermissionDeniedError") or status in (401, 403):
         return "auth", False, status

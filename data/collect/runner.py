@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import time
+import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -273,7 +274,13 @@ class Collector:
 
     def run(self) -> RunSummary:
         """Collect what is not yet scored; returns when every request has been tried."""
-        return asyncio.run(self.arun())
+        with warnings.catch_warnings():
+            # On Ctrl-C the loop cancels requests litellm has created but not yet started;
+            # Python then warns that their coroutines were never awaited. Nothing is lost
+            # (they were never sent), so the warning would only alarm.
+            warnings.filterwarnings("ignore", message="coroutine .* was never awaited",
+                                    category=RuntimeWarning)
+            return asyncio.run(self.arun())
 
     async def arun(self) -> RunSummary:
         """``run`` for callers that already have an event loop (e.g. a notebook)."""

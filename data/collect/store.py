@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -50,6 +51,16 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_score_per_key ON responses(key) WHERE outc
 
 REQUEST_FIELDS = ("key", "rater", "model", "family", "strategy", "task", "unit_id", "replicate",
                   "template_version")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def now() -> str:
@@ -201,7 +212,23 @@ class Store:
             last = rows[-1][0]
 
     # -- runs and attempts ----------------------------------------------------------------
+    def settle_dead_runs(self) -> list[int]:
+        """Mark as 'killed' the runs still 'running' whose process is gone (SIGKILL, power
+        cut): their requests are consistent; only the run row was never finished."""
+        dead = []
+        for run_id, options in self.db.execute(
+                "SELECT run_id, options FROM runs WHERE status = 'running'").fetchall():
+            pid = json.loads(options or "{}").get("pid")
+            if pid is None or not _alive(int(pid)):
+                dead.append(run_id)
+        if dead:
+            with self.db:
+                self.db.executemany("UPDATE runs SET status = 'killed', finished_at = ? "
+                                    "WHERE run_id = ?", [(now(), r) for r in dead])
+        return dead
+
     def begin_run(self, options: dict) -> int:
+        self.settle_dead_runs()
         with self.db:
             cur = self.db.execute("INSERT INTO runs (started_at, status, options) VALUES "
                                   "(?, 'running', ?)", (now(), json.dumps(options)))

@@ -41,6 +41,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -105,6 +106,7 @@ LLM_FIELDS = set(LLMConfig.__dataclass_fields__)
 RUN_FIELDS = set(RunConfig.__dataclass_fields__)
 RAG_FIELDS = set(RagConfig.__dataclass_fields__)
 _SECRET_NAMES = ("api_key", "key", "apikey", "token", "secret", "password")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _unknown(keys: set[str], known: set[str], where: str, label: str) -> list[Problem]:
@@ -166,7 +168,7 @@ def read_study(path: str | Path) -> Study:
         try:
             tasks.append(load_rubric(str(t), base))
         except ValidationError as exc:
-            problems.extend(exc.problems)
+            problems.extend(Problem(file=label, message=f"tasks: {p}") for p in exc.problems)
     seen = [r.task for r in tasks]
     for t in sorted({t for t in seen if seen.count(t) > 1}):
         problems.append(Problem(file=label, message=f"task '{t}' is listed twice"))
@@ -184,26 +186,42 @@ def read_study(path: str | Path) -> Study:
     entries = raw.get("llm", [])
     if not entries:
         problems.append(Problem(file=label, message="no [[llm]] entries"))
+    family_typo: set[int] = set()  # entries with a misspelt 'family': reported as the typo
+    typo_names: set[str] = set()
     for i, e in enumerate(entries, 1):
         where = f"[[llm]] {i}"
         problems.extend(_unknown(set(e), LLM_FIELDS, where, label))
+        if any(difflib.get_close_matches(k, ["family"]) for k in set(e) - LLM_FIELDS):
+            family_typo.add(i)
         if not isinstance(e.get("model"), str) or not e["model"].strip():
             problems.append(Problem(file=label, message=f"{where}: 'model' (a litellm model "
                                     "string such as 'openai/gpt-4o-mini') is required"))
             continue
         vals = _typed(LLMConfig, e, where, label, problems)
+        env = vals.get("api_key_env")
+        if env is not None and not _ENV_NAME.fullmatch(env):
+            # Never echo it: a pasted key is the usual reason.
+            problems.append(Problem(file=label, message=(
+                f"{where}: 'api_key_env' must be the name of an environment variable (letters, "
+                "digits and _, e.g. \"MY_OPENAI_KEY\"), not the key itself; set that variable "
+                "to the key. The value given is not shown or stored.")))
+            vals.pop("api_key_env")
         vals.setdefault("name", e["model"])
         llms.append(LLMConfig(**vals))
+        if i in family_typo:
+            typo_names.add(vals["name"])
     names = [m.name for m in llms]
     for n in sorted({n for n in names if names.count(n) > 1}):
         problems.append(Problem(file=label, message=f"two [[llm]] entries are named '{n}': give "
                                 "each a distinct name"))
 
     with_family = [m.name for m in llms if m.family]
-    if with_family and len(with_family) < len(llms):
+    # A misspelt 'famly' is reported above; do not also call its LLM familyless.
+    without = [m.name for m in llms if not m.family and m.name not in typo_names]
+    if with_family and without:
         problems.append(Problem(file=label, message=(
             "give every [[llm]] a family or none (families group LLMs in the model; these have "
-            "none: " + ", ".join(m.name for m in llms if not m.family) + ")")))
+            "none: " + ", ".join(without) + ")")))
 
     run_raw = raw.get("run", {})
     rag_raw = raw.get("rag", {})
