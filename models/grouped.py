@@ -10,8 +10,9 @@ precision λ_k = 1 / (σ²_cell + σ²_resid / n_k). So every sum over cells tha
     Λ_u = Σ_{c∈u} λ_c           = (C λ)[up(u)]
 
 with A_k, Q_k, N_k the sum, sum of squares and number of the cell totals S_c of pattern k, T_uv
-the total of unit u's cells with n_c = n_v, and C the pattern counts of each distinct *unit
-pattern* up(u). In a balanced study (one pattern per task, one unit pattern) the cell level costs
+the total of unit u's cells of value class v (cells of one size n_v and one residual group, so
+one precision λ_v), and C the pattern counts of each distinct *unit pattern* up(u). In a
+balanced study (one pattern per task, one unit pattern) the cell level costs
 O(tasks × design cells) and the first nested level O(units): the reference preset has 46,200 cells
 but 6,600 units. Unbalanced data with many distinct patterns fall back to the per-cell form
 (``build`` decides by the size of the folded arrays).
@@ -33,8 +34,9 @@ class GroupedCells:
     pat_cells: np.ndarray  # (K,) N_k: cells with the pattern
     pat_sum: np.ndarray  # (K,) A_k = Σ S_c
     pat_sumsq: np.ndarray  # (K,) Q_k = Σ S_c²
-    n_values: np.ndarray  # (V,) distinct cell sizes
-    pat_value: np.ndarray  # (K,) index of each pattern's n in n_values
+    n_values: np.ndarray  # (V,) cell size of each value class
+    value_group: np.ndarray  # (V,) residual group of each value class
+    pat_value: np.ndarray  # (K,) value class of each pattern
     unit_totals: np.ndarray  # (U, V) T_uv
     unit_pattern: np.ndarray  # (U,) index of each unit's row in unit_counts
     unit_counts: np.ndarray  # (UP, K) C: cells of each pattern in a unit of that unit pattern
@@ -44,8 +46,8 @@ class GroupedCells:
 
     @classmethod
     def build(cls, parents: list[tuple[str, np.ndarray]], patterns: np.ndarray,
-              cell_pattern: np.ndarray, cell_sum: np.ndarray, force: bool | None = None
-              ) -> GroupedCells | None:
+              cell_pattern: np.ndarray, cell_sum: np.ndarray, pattern_group: np.ndarray,
+              force: bool | None = None) -> GroupedCells | None:
         """Fold the cells when that shrinks the work (or when ``force`` says so)."""
         if not parents or force is False:
             return None
@@ -53,8 +55,10 @@ class GroupedCells:
         K, n_cells = patterns.shape[0], len(cell_pattern)
         U = int(unit_of.max()) + 1
         pat_n = patterns.sum(axis=1)
-        n_values, pat_value = np.unique(pat_n, return_inverse=True)
-        V = len(n_values)
+        n_groups = int(pattern_group.max()) + 1
+        classes, pat_value = np.unique(pat_n * n_groups + pattern_group, return_inverse=True)
+        n_values, value_group = classes // n_groups, (classes % n_groups).astype(np.int64)
+        V = len(classes)
         if force is None and (U * (V + 1) >= n_cells or U * K > 50_000_000):
             return None
         k = cell_pattern
@@ -69,21 +73,28 @@ class GroupedCells:
             pat_n=pat_n, pat_cells=np.bincount(k, minlength=K).astype(np.float64),
             pat_sum=np.bincount(k, weights=cell_sum, minlength=K),
             pat_sumsq=np.bincount(k, weights=cell_sum**2, minlength=K),
-            n_values=n_values.astype(np.float64), pat_value=pat_value.ravel(),
+            n_values=n_values.astype(np.float64), value_group=value_group,
+            pat_value=pat_value.ravel(),
             unit_totals=totals, unit_pattern=unit_pattern.ravel(), unit_counts=unit_counts,
             unit_mult=np.bincount(unit_pattern.ravel(), minlength=len(unit_counts)).astype(
                 np.float64),
             unit_children=np.bincount(unit_of, minlength=U).astype(np.float64), level=level)
 
+    def resid_terms(self, g, w):
+        """w_k Σ_{c of pattern k} (S_c − g_k)², per pattern."""
+        return w * (self.pat_sumsq - 2.0 * g * self.pat_sum + self.pat_cells * g**2)
+
     def resid_sq(self, g, w, xp):
         """Σ_c w_k(c) (S_c − g_k(c))² from the pattern totals."""
-        return xp.sum(w * (self.pat_sumsq - 2.0 * g * self.pat_sum + self.pat_cells * g**2))
+        return xp.sum(self.resid_terms(g, w))
 
-    def logp(self, parents: list[tuple[str, np.ndarray]], g, sigma2_cell, sigma2_resid,
-             sigma2: dict, xp, segsum: Callable):
-        """The cell level and the first nested level; the rest goes through ``nested_logp``."""
-        lam_k = 1.0 / (sigma2_cell + sigma2_resid / self.pat_n)
-        lam_v = 1.0 / (sigma2_cell + sigma2_resid / self.n_values)
+    def logp(self, parents: list[tuple[str, np.ndarray]], g, sigma2_cell, s2e_pattern,
+             s2e_value, sigma2: dict, xp, segsum: Callable):
+        """The cell level and the first nested level; the rest goes through ``nested_logp``.
+        ``s2e_pattern``/``s2e_value``: the residual variance of each pattern / value class
+        (or one scalar)."""
+        lam_k = 1.0 / (sigma2_cell + s2e_pattern / self.pat_n)
+        lam_v = 1.0 / (sigma2_cell + s2e_value / self.n_values)
         h = xp.dot(self.unit_counts, lam_k * g / self.pat_n)
         lam_up = xp.dot(self.unit_counts, lam_k)
         s_lm = xp.dot(self.unit_totals, lam_v / self.n_values) - h[self.unit_pattern]

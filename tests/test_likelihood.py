@@ -130,3 +130,69 @@ def test_balanced_study_uses_the_folded_form(small_study):
     a = gaussian_marginal_logp(auto, f, 0.2, 0.6, s2)
     b = gaussian_marginal_logp(per_cell, f, 0.2, 0.6, s2)
     assert a == pytest.approx(b, rel=1e-12, abs=1e-8)
+
+
+def _leaves_below_cells(data):
+    """(cell, family) leaves under the cells: the lineage level of E1's full model."""
+    fam = np.array([0, 0, 1, 1])[data.llm]  # tiny_unbalanced_frame: f1 = a, b; f2 = c, d
+    leaf_key = data.cell.astype(np.int64) * 2 + fam
+    keys, leaf = np.unique(leaf_key, return_inverse=True)
+    return leaf.ravel(), keys // 2
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["per-leaf", "grouped"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_groups_offsets_and_a_leaf_level_equal_dense(seed, grouped):
+    """Per-task residual variances, expert-severity offsets per cell and a level below the
+    cells (lineage), against the dense multivariate normal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        data = _data(seed)
+        spec = make_spec(data)
+    rng = np.random.default_rng(200 + seed)
+    leaf, leaf_cell = _leaves_below_cells(data)
+    parents = [("unit:task", leaf_cell)] + list(spec.levels)
+    design_task = np.arange(spec.n_design) // (spec.n_design // 3)
+    n_cells = int(data.cell.max()) + 1
+    # Each cell's reference: one of 3 experts, or the mean of two.
+    weights = np.zeros((n_cells, 3))
+    first = rng.integers(0, 3, n_cells)
+    weights[np.arange(n_cells), first] = 1.0
+    two = rng.random(n_cells) < 0.3
+    weights[two] = 0.0
+    weights[two, first[two]] += 0.5
+    weights[two, (first[two] + 1) % 3] += 0.5
+    leaf_weights = weights[leaf_cell]
+    stats = SufficientStats.from_arrays(data.error, spec.design, spec.n_design, leaf, parents,
+                                        grouped=grouped, design_group=design_task,
+                                        cell_offset=leaf_weights)
+    assert (stats.grouped is not None) == grouped
+    f = rng.normal(size=spec.n_design)
+    rho = rng.normal(size=3)
+    s2e = np.array([0.5, 0.8, 0.3])
+    s2 = {"lineage": 0.25, "unit:task": 0.4, "unit": 0.3, "transcript": 0.2, "teacher": 0.5}
+    levels = {n: s2[n] for n, _ in parents}
+    fast = gaussian_marginal_logp(stats, f, s2["lineage"], s2e, levels, offset=rho)
+    groups = [(leaf.copy(), s2["lineage"])]
+    node = leaf.copy()
+    for name, idx in parents:
+        node = idx[node]
+        groups.append((node.copy(), s2[name]))
+    mean = f[spec.design] + leaf_weights[leaf] @ rho
+    dense = dense_gaussian_logp(data.error, mean, groups, s2e[design_task[spec.design]])
+    assert fast == pytest.approx(dense, abs=1e-8, rel=1e-12)
+    ft, rt, st = pt.dvector("f"), pt.dvector("rho"), pt.dvector("s2e")
+    expr = gaussian_marginal_logp(stats, ft, s2["lineage"], st, levels, xp=pt,
+                                  segsum=pt_segment_sum, offset=rt)
+    fn = pytensor.function([ft, rt, st], [expr, *pytensor.grad(expr, [ft, rt, st])])
+    value, *grads = fn(f, rho, s2e)
+    assert float(value) == pytest.approx(dense, abs=1e-8)
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    # The pointwise split (power-scaling) adds up to the same value.
+    from misalign.models.likelihood import CellLeaves
+
+    leaves = CellLeaves.from_arrays(data.error, spec.design, spec.n_design, leaf, parents,
+                                    design_group=design_task, cell_offset=leaf_weights)
+    per_top = leaves.logp(f[None], np.full((1, 1), s2["lineage"]), s2e[None],
+                          {n: np.full((1, 1), v) for n, v in levels.items()}, rho[None])
+    assert float(per_top.sum()) == pytest.approx(dense, abs=1e-8)
