@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .patterns import PatternTable
 from .recursion import LOG_2PI, nested_logp
 
 
@@ -35,8 +36,8 @@ class GroupedCells:
     pat_sum: np.ndarray  # (K,) A_k = Σ S_c
     pat_sumsq: np.ndarray  # (K,) Q_k = Σ S_c²
     n_values: np.ndarray  # (V,) cell size of each value class
-    value_group: np.ndarray  # (V,) residual group of each value class
     pat_value: np.ndarray  # (K,) value class of each pattern
+    value_pattern: np.ndarray  # (V,) one pattern of each value class
     unit_totals: np.ndarray  # (U, V) T_uv
     unit_pattern: np.ndarray  # (U,) index of each unit's row in unit_counts
     unit_counts: np.ndarray  # (UP, K) C: cells of each pattern in a unit of that unit pattern
@@ -45,56 +46,51 @@ class GroupedCells:
     level: str  # name of the first nested level (usually "unit")
 
     @classmethod
-    def build(cls, parents: list[tuple[str, np.ndarray]], patterns: np.ndarray,
-              cell_pattern: np.ndarray, cell_sum: np.ndarray, pattern_group: np.ndarray,
-              force: bool | None = None) -> GroupedCells | None:
-        """Fold the cells when that shrinks the work (or when ``force`` says so)."""
+    def build(cls, parents: list[tuple[str, np.ndarray]], table: PatternTable,
+              value_key: np.ndarray, force: bool | None = None) -> GroupedCells | None:
+        """Fold the cells of ``table`` when that shrinks the work (or when ``force`` says so).
+        ``value_key``: per pattern, an integer that fixes its cell precision given the
+        parameters (size, residual group, sub-cells): patterns with one key share λ."""
         if not parents or force is False:
             return None
         level, unit_of = parents[0]
-        K, n_cells = patterns.shape[0], len(cell_pattern)
+        K, n_cells = table.patterns.shape[0], len(table.node_pattern)
         U = int(unit_of.max()) + 1
-        pat_n = patterns.sum(axis=1)
-        n_groups = int(pattern_group.max()) + 1
-        classes, pat_value = np.unique(pat_n * n_groups + pattern_group, return_inverse=True)
-        n_values, value_group = classes // n_groups, (classes % n_groups).astype(np.int64)
+        classes, pat_value = np.unique(value_key, return_inverse=True)
+        pat_value = pat_value.ravel()
         V = len(classes)
         if force is None and (U * (V + 1) >= n_cells or U * K > 50_000_000):
             return None
-        k = cell_pattern
+        k = table.node_pattern
         counts = np.zeros((U, K))
         np.add.at(counts, (unit_of, k), 1.0)
         unit_counts, unit_pattern = np.unique(counts, axis=0, return_inverse=True)
         if force is None and U * (V + 1) + unit_counts.size >= n_cells:
             return None
         totals = np.zeros((U, V))
-        np.add.at(totals, (unit_of, pat_value[k]), cell_sum)
+        np.add.at(totals, (unit_of, pat_value[k]), table.node_sum)
+        value_pattern = np.zeros(V, dtype=np.int64)
+        value_pattern[pat_value] = np.arange(K)
         return cls(
-            pat_n=pat_n, pat_cells=np.bincount(k, minlength=K).astype(np.float64),
-            pat_sum=np.bincount(k, weights=cell_sum, minlength=K),
-            pat_sumsq=np.bincount(k, weights=cell_sum**2, minlength=K),
-            n_values=n_values.astype(np.float64), value_group=value_group,
-            pat_value=pat_value.ravel(),
-            unit_totals=totals, unit_pattern=unit_pattern.ravel(), unit_counts=unit_counts,
+            pat_n=table.pat_n, pat_cells=table.pat_count, pat_sum=table.pat_sum,
+            pat_sumsq=table.pat_sumsq, n_values=table.pat_n[value_pattern],
+            pat_value=pat_value, value_pattern=value_pattern, unit_totals=totals,
+            unit_pattern=unit_pattern.ravel(), unit_counts=unit_counts,
             unit_mult=np.bincount(unit_pattern.ravel(), minlength=len(unit_counts)).astype(
                 np.float64),
             unit_children=np.bincount(unit_of, minlength=U).astype(np.float64), level=level)
 
-    def resid_terms(self, g, w):
-        """w_k Σ_{c of pattern k} (S_c − g_k)², per pattern."""
-        return w * (self.pat_sumsq - 2.0 * g * self.pat_sum + self.pat_cells * g**2)
-
     def resid_sq(self, g, w, xp):
         """Σ_c w_k(c) (S_c − g_k(c))² from the pattern totals."""
-        return xp.sum(self.resid_terms(g, w))
+        return xp.sum(w * (self.pat_sumsq - 2.0 * g * self.pat_sum + self.pat_cells * g**2))
 
-    def logp(self, parents: list[tuple[str, np.ndarray]], g, sigma2_cell, s2e_pattern,
-             s2e_value, sigma2: dict, xp, segsum: Callable):
+    def logp(self, parents: list[tuple[str, np.ndarray]], g, sigma2_cell, noise, sigma2: dict,
+             xp, segsum: Callable):
         """The cell level and the first nested level; the rest goes through ``nested_logp``.
-        ``s2e_pattern``/``s2e_value``: the residual variance of each pattern / value class
-        (or one scalar)."""
-        lam_k = 1.0 / (sigma2_cell + s2e_pattern / self.pat_n)
-        lam_v = 1.0 / (sigma2_cell + s2e_value / self.n_values)
+        ``noise``: per pattern, the variance of a cell's mean residual given the cell effect
+        (σ²_e / n, plus σ²_sub / k with sub-cells)."""
+        lam_k = 1.0 / (sigma2_cell + noise)
+        lam_v = lam_k[self.value_pattern]
         h = xp.dot(self.unit_counts, lam_k * g / self.pat_n)
         lam_up = xp.dot(self.unit_counts, lam_k)
         s_lm = xp.dot(self.unit_totals, lam_v / self.n_values) - h[self.unit_pattern]

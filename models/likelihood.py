@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .grouped import GroupedCells
+from .patterns import PatternTable
 from .recursion import LOG_2PI, batched_ops, nested_logp, np_segment_sum
 
 
@@ -21,139 +22,135 @@ from .recursion import LOG_2PI, batched_ops, nested_logp, np_segment_sum
 class SufficientStats:
     """One pass over the ratings; nothing below needs them again.
 
-    The recursion's lowest nodes are *leaves* (unit×task cells, or finer nodes below them such
-    as a family's ratings of a cell); ``parents`` lists the levels above. Two generalisations of
-    LIKELIHOOD.md, both exact: the residual variance may differ between *groups* of design
-    cells (tasks), and each leaf may carry a known linear *offset* of extra effects (the
-    reference experts' severities: its weight row times the effect vector).
+    The recursion's lowest nodes are *cells* (unit×task); ``parents`` lists the levels above.
+    Generalisations of LIKELIHOOD.md, all exact: the residual variance may differ between
+    *groups* of design cells (tasks); each cell may carry a known linear *offset* of extra
+    effects (the reference experts' severities: its weight row times the effect vector); and
+    the ratings of a cell may sit in *sub-cells* with an effect of their own (a family's ratings
+    of a cell: lineage). When every cell's sub-cells hold equally many ratings, the sub-cell
+    level integrates out in closed form at pattern cost (``sub``); otherwise pass the sub-cells
+    as the cells and their cells as the first parent level.
     """
 
     n_design: int
-    cell_n: np.ndarray  # ratings per leaf
-    cell_sum: np.ndarray  # Σ y over the leaf
     design_n: np.ndarray  # ratings per design cell (llm, prompt, task)
     design_sum: np.ndarray  # Σ y per design cell
     design_group: np.ndarray  # residual group (task) of each design cell
     n_groups: int
     group_sum_sq: np.ndarray  # Σ y² per group
-    group_df: np.ndarray  # Σ (n_c − 1) over the group's leaves
-    sum_log_n: float
-    patterns: np.ndarray  # distinct rows of n_cd (leaf × design counts), dense
-    pattern_group: np.ndarray  # the group of each pattern's design cells
-    pattern_offset: np.ndarray | None  # (patterns, offsets): each pattern's offset weights
-    cell_pattern: np.ndarray  # each leaf's row in ``patterns``
-    cell_group: np.ndarray  # each leaf's group
+    group_df: np.ndarray  # Σ (n − 1) over the group's leaves (the finest nodes)
+    sum_log_n: float  # Σ log n over the leaves
+    leaf: PatternTable  # the finest nodes: sub-cells, or the cells themselves
+    cell: PatternTable  # the cells (the same table without sub-cells)
+    cell_k: np.ndarray | None  # sub-cells per cell, per cell pattern (None: no sub-cells)
     parents: list[tuple[str, np.ndarray]]  # level name, parent index of each child node
-    grouped: GroupedCells | None = None  # the leaf level folded into patterns (grouped.py)
+    grouped: GroupedCells | None = None  # the cell level folded into patterns (grouped.py)
 
     @property
     def sum_sq(self) -> float:
         return float(self.group_sum_sq.sum())
 
+    @property
+    def cell_n(self) -> np.ndarray:
+        return self.cell.node_n
+
     @classmethod
     def from_arrays(cls, y: np.ndarray, design: np.ndarray, n_design: int, cell: np.ndarray,
                     parents: list[tuple[str, np.ndarray]], grouped: bool | None = None,
                     design_group: np.ndarray | None = None,
-                    cell_offset: np.ndarray | None = None) -> SufficientStats:
-        """Reduce the ratings once. ``cell`` is each rating's leaf; ``design_group`` the
-        residual group of each design cell (default: one group); ``cell_offset`` the
-        (leaves × offsets) weights of each leaf's offset. ``grouped``: None picks the faster
-        form (see grouped.py)."""
-        n_cells = int(cell.max()) + 1
+                    cell_offset: np.ndarray | None = None, sub: np.ndarray | None = None
+                    ) -> SufficientStats:
+        """Reduce the ratings once. ``cell``: each rating's cell; ``design_group``: the
+        residual group of each design cell (default: one group); ``cell_offset``: (cells ×
+        offsets) weights of each cell's offset; ``sub``: each rating's sub-cell (within its
+        cell; equal sizes per cell). ``grouped``: None picks the faster form (grouped.py)."""
         design_group = (np.zeros(n_design, dtype=np.int64) if design_group is None
                         else np.asarray(design_group, dtype=np.int64))
         n_groups = int(design_group.max()) + 1
-        cell_n = np.bincount(cell, minlength=n_cells).astype(np.float64)
-        cell_sum = np.bincount(cell, weights=y, minlength=n_cells)
-        design_n = np.bincount(design, minlength=n_design).astype(np.float64)
-        design_sum = np.bincount(design, weights=y, minlength=n_design)
-        cell_group = np.zeros(n_cells, dtype=np.int64)
-        cell_group[cell] = design_group[design]
-        if np.any(design_group[design] != cell_group[cell]):
-            raise ValueError("every leaf must hold design cells of one residual group")
-        # Which design cells, how often, each leaf holds (and its offset weights); complete
-        # leaves share one pattern.
-        pair, count = np.unique(cell.astype(np.int64) * n_design + design, return_counts=True)
-        pc, pd_ = pair // n_design, pair % n_design
-        bounds = np.flatnonzero(np.diff(pc)) + 1
-        starts = np.r_[0, bounds]
-        keys: dict[bytes, int] = {}
-        cell_pattern = np.empty(n_cells, dtype=np.int64)
-        rows = []
-        for c, (a, b) in enumerate(zip(starts, np.r_[bounds, len(pc)], strict=True)):
-            key = pd_[a:b].tobytes() + count[a:b].tobytes()
-            if cell_offset is not None:
-                key += b"|" + np.ascontiguousarray(cell_offset[c]).tobytes()
-            idx = keys.get(key)
-            if idx is None:
-                idx = keys[key] = len(rows)
-                rows.append((pd_[a:b], count[a:b], c))
-            cell_pattern[c] = idx
-        patterns = np.zeros((len(rows), n_design))
-        for i, (d, n, _) in enumerate(rows):
-            patterns[i, d] = n
-        firsts = np.array([c for _, _, c in rows], dtype=np.int64)
+        cell_k = None
+        if sub is not None:
+            sub_cell = np.zeros(int(sub.max()) + 1, dtype=np.int64)
+            sub_cell[sub] = cell
+            k = np.bincount(sub_cell, minlength=int(cell.max()) + 1)
+            leaf = PatternTable.build(y, design, n_design, sub, design_group,
+                                      None if cell_offset is None else cell_offset[sub_cell])
+            if np.any(leaf.node_n != (np.bincount(cell, minlength=len(k)) / k)[sub_cell]):
+                raise ValueError("sub-cells of a cell must hold equally many ratings")
+            table = PatternTable.build(y, design, n_design, cell, design_group, cell_offset,
+                                       node_key=k)
+            cell_k = k[np.unique(table.node_pattern, return_index=True)[1]].astype(float)
+        else:
+            table = leaf = PatternTable.build(y, design, n_design, cell, design_group,
+                                              cell_offset)
         stats = cls(
-            n_design=n_design, cell_n=cell_n, cell_sum=cell_sum, design_n=design_n,
-            design_sum=design_sum, design_group=design_group, n_groups=n_groups,
+            n_design=n_design, design_n=np.bincount(design, minlength=n_design).astype(float),
+            design_sum=np.bincount(design, weights=y, minlength=n_design),
+            design_group=design_group, n_groups=n_groups,
             group_sum_sq=np.bincount(design_group[design], weights=y * y, minlength=n_groups),
-            group_df=np.bincount(cell_group, weights=cell_n - 1, minlength=n_groups),
-            sum_log_n=float(np.sum(np.log(cell_n))), patterns=patterns,
-            pattern_group=cell_group[firsts],
-            pattern_offset=None if cell_offset is None else np.asarray(cell_offset)[firsts],
-            cell_pattern=cell_pattern, cell_group=cell_group, parents=parents)
-        stats.grouped = GroupedCells.build(parents, patterns, cell_pattern, stats.cell_sum,
-                                           stats.pattern_group, force=grouped)
+            group_df=np.bincount(leaf.node_group, weights=leaf.node_n - 1, minlength=n_groups),
+            sum_log_n=float(np.sum(np.log(leaf.node_n))), leaf=leaf, cell=table,
+            cell_k=cell_k, parents=parents)
+        key = table.pat_n * n_groups + table.pattern_group
+        if cell_k is not None:
+            key = key * (int(cell_k.max()) + 1) + cell_k
+        stats.grouped = GroupedCells.build(parents, table, key, force=grouped)
         return stats
 
-    def pattern_means(self, f, offset, xp):
-        """(design part, full) of each pattern's total Σ_i E[y_i] (design means, and the
-        leaf's offset times its size)."""
-        g = xp.dot(self.patterns, f)
-        if self.pattern_offset is None or offset is None:
-            return g, g
-        return g, g + self.patterns.sum(axis=1) * xp.dot(self.pattern_offset, offset)
+
+def _level1(stats: SufficientStats, f, s2e, one: bool, xp, segsum: Callable):
+    """The leaves' within sums of squares (blind to leaf-constant offsets: design part only)."""
+    g = xp.dot(stats.leaf.patterns, f)
+    terms = stats.leaf.resid_terms(g, 1.0 / stats.leaf.pat_n)
+    if one:
+        ssw = (stats.sum_sq - 2 * xp.dot(f, stats.design_sum) + xp.dot(stats.design_n, f**2)
+               - xp.sum(terms))
+        return (-0.5 * float(stats.group_df[0]) * (LOG_2PI + xp.log(s2e))
+                - 0.5 * stats.sum_log_n - ssw / (2 * s2e))
+    ssw = (stats.group_sum_sq
+           - 2 * segsum(f * stats.design_sum, stats.design_group, stats.n_groups)
+           + segsum(stats.design_n * f**2, stats.design_group, stats.n_groups)
+           - segsum(terms, stats.leaf.pattern_group, stats.n_groups))
+    return (xp.sum(-0.5 * stats.group_df * (LOG_2PI + xp.log(s2e)) - ssw / (2 * s2e))
+            - 0.5 * stats.sum_log_n)
+
+
+def _sub_level(stats: SufficientStats, f, s2e, one: bool, sigma2_sub, xp):
+    """Σ over cells of log R for the equal-size sub-cells integrated into their cell."""
+    leaf, cell, k = stats.leaf, stats.cell, stats.cell_k
+    lam_leaf = 1.0 / (sigma2_sub + (s2e if one else s2e[leaf.pattern_group]) / leaf.pat_n)
+    n_sub = cell.pat_n / k
+    lam_cell = 1.0 / (sigma2_sub + (s2e if one else s2e[cell.pattern_group]) / n_sub)
+    within = (xp.sum(leaf.resid_terms(xp.dot(leaf.patterns, f), lam_leaf / leaf.pat_n**2))
+              - xp.sum(cell.resid_terms(xp.dot(cell.patterns, f), lam_cell / (k * n_sub**2))))
+    return (xp.sum(cell.pat_count * (-0.5 * (k - 1) * LOG_2PI + 0.5 * (k - 1) * xp.log(lam_cell)
+                                     - 0.5 * np.log(k)))
+            - 0.5 * within)
 
 
 def gaussian_marginal_logp(stats: SufficientStats, f, sigma2_cell, sigma2_resid,
-                           sigma2: dict, xp=np, segsum: Callable = np_segment_sum, offset=None):
+                           sigma2: dict, xp=np, segsum: Callable = np_segment_sum, offset=None,
+                           sigma2_sub=None):
     """log p(errors | design-cell means f, σ's) with every nested effect integrated out.
 
     ``sigma2_resid``: a scalar, or one residual variance per group; ``offset``: the values of
-    the offset effects (e.g. expert severities), or None.
+    the offset effects (e.g. expert severities), or None; ``sigma2_sub``: the sub-cell
+    variance (with ``SufficientStats(sub=…)``).
     """
-    n = stats.cell_n
-    g_design, g_pat = stats.pattern_means(f, offset, xp)
     one = stats.n_groups == 1
     s2e = sigma2_resid
-    # The within-leaf sum of squares is blind to leaf-constant offsets: design part only.
+    total = _level1(stats, f, s2e, one, xp, segsum)
+    cell = stats.cell
+    noise = (s2e if one else s2e[cell.pattern_group]) / cell.pat_n
+    if stats.cell_k is not None:
+        total = total + _sub_level(stats, f, s2e, one, sigma2_sub, xp)
+        noise = noise + sigma2_sub / stats.cell_k
+    _, g_pat = cell.means(f, offset, xp)
     if stats.grouped is not None:
-        terms = stats.grouped.resid_terms(g_design, 1.0 / stats.grouped.pat_n)
-        resid_sq = xp.sum(terms) if one else segsum(terms, stats.pattern_group,
-                                                     stats.n_groups)
-    else:
-        design_resid = stats.cell_sum - g_design[stats.cell_pattern]
-        resid_sq = (xp.sum(design_resid**2 / n) if one else
-                    segsum(design_resid**2 / n, stats.cell_group, stats.n_groups))
-    if one:
-        ssw = (stats.sum_sq - 2 * xp.dot(f, stats.design_sum) + xp.dot(stats.design_n, f**2)
-               - resid_sq)
-        level1 = (-0.5 * float(stats.group_df[0]) * (LOG_2PI + xp.log(s2e))
-                  - 0.5 * stats.sum_log_n - ssw / (2 * s2e))
-    else:
-        ssw = (stats.group_sum_sq
-               - 2 * segsum(f * stats.design_sum, stats.design_group, stats.n_groups)
-               + segsum(stats.design_n * f**2, stats.design_group, stats.n_groups) - resid_sq)
-        level1 = (xp.sum(-0.5 * stats.group_df * (LOG_2PI + xp.log(s2e)) - ssw / (2 * s2e))
-                  - 0.5 * stats.sum_log_n)
-    if stats.grouped is not None:
-        s2e_pat = s2e if one else s2e[stats.pattern_group]
-        s2e_val = s2e if one else s2e[stats.grouped.value_group]
-        return level1 + stats.grouped.logp(stats.parents, g_pat, sigma2_cell, s2e_pat,
-                                           s2e_val, sigma2, xp, segsum)
-    cell_resid = stats.cell_sum - g_pat[stats.cell_pattern]
-    tau2 = sigma2_cell + (s2e if one else s2e[stats.cell_group]) / n
-    return level1 + nested_logp(cell_resid / n, tau2, stats.parents, sigma2, xp, segsum)
+        return total + stats.grouped.logp(stats.parents, g_pat, sigma2_cell, noise, sigma2,
+                                          xp, segsum)
+    p = cell.node_pattern
+    m = (cell.node_sum - g_pat[p]) / cell.node_n
+    return total + nested_logp(m, sigma2_cell + noise[p], stats.parents, sigma2, xp, segsum)
 
 
 @dataclass

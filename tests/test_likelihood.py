@@ -45,7 +45,7 @@ def test_marginal_equals_dense(seed, grouped):
     stats = SufficientStats.from_arrays(data.error, spec.design, spec.n_design, data.cell,
                                         spec.levels, grouped=grouped)
     assert (stats.grouped is not None) == grouped
-    assert stats.patterns.shape[0] > 3  # incomplete cells exercise their own patterns
+    assert stats.cell.patterns.shape[0] > 3  # incomplete cells exercise their own patterns
     levels = {n: s2[n] for n, _ in spec.levels}
     fast = gaussian_marginal_logp(stats, f, s2["unit:task"], s2_res, levels)
     dense = dense_gaussian_logp(data.error, f[spec.design], _groups(data, spec, s2), s2_res)
@@ -196,3 +196,47 @@ def test_groups_offsets_and_a_leaf_level_equal_dense(seed, grouped):
     per_top = leaves.logp(f[None], np.full((1, 1), s2["lineage"]), s2e[None],
                           {n: np.full((1, 1), v) for n, v in levels.items()}, rho[None])
     assert float(per_top.sum()) == pytest.approx(dense, abs=1e-8)
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["per-cell", "grouped"])
+def test_equal_size_sub_cells_integrate_in_closed_form(grouped):
+    """Lineage at pattern cost: sub-cells of equal size folded into their cell equal the
+    dense MVN and the general form with the sub-cells as leaves."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        frame = tiny_unbalanced_frame(seed=9, drop=0.0)
+        frame = frame.drop_duplicates(["unit_id", "task", "llm", "prompt"])  # no replicates
+        data = MisalignmentData.from_frame(frame, "raw", {"T1": 1.0, "T2": 1.0, "T3": 1.0})
+        spec = make_spec(data)
+    rng = np.random.default_rng(11)
+    leaf, leaf_cell = _leaves_below_cells(data)
+    design_task = np.arange(spec.n_design) // (spec.n_design // 3)
+    n_cells = int(data.cell.max()) + 1
+    weights = np.eye(3)[rng.integers(0, 3, n_cells)]
+    stats = SufficientStats.from_arrays(data.error, spec.design, spec.n_design, data.cell,
+                                        spec.levels, grouped=grouped, design_group=design_task,
+                                        cell_offset=weights, sub=leaf)
+    assert stats.cell_k is not None and (stats.grouped is not None) == grouped
+    f, rho = rng.normal(size=spec.n_design), rng.normal(size=3)
+    s2e = np.array([0.5, 0.8, 0.3])
+    s2 = {"unit": 0.3, "transcript": 0.2, "teacher": 0.5}
+    levels = {n: s2[n] for n, _ in spec.levels}
+    fast = gaussian_marginal_logp(stats, f, 0.4, s2e, levels, offset=rho, sigma2_sub=0.25)
+    general = SufficientStats.from_arrays(
+        data.error, spec.design, spec.n_design, leaf, [("unit:task", leaf_cell)] + spec.levels,
+        grouped=False, design_group=design_task, cell_offset=weights[leaf_cell])
+    assert fast == pytest.approx(gaussian_marginal_logp(
+        general, f, 0.25, s2e, levels | {"unit:task": 0.4}, offset=rho), abs=1e-8)
+    groups = [(leaf.copy(), 0.25), (data.cell.copy(), 0.4)]
+    node = data.cell.copy()
+    for name, idx in spec.levels:
+        node = idx[node]
+        groups.append((node.copy(), s2[name]))
+    dense = dense_gaussian_logp(data.error, f[spec.design] + weights[data.cell] @ rho, groups,
+                                s2e[design_task[spec.design]])
+    assert fast == pytest.approx(dense, abs=1e-8, rel=1e-12)
+    with pytest.raises(ValueError, match="equally many ratings"):
+        uneven = leaf.copy()
+        uneven[np.flatnonzero(leaf == leaf[0])[:1]] = leaf.max() + 1  # one rating moved off
+        SufficientStats.from_arrays(data.error, spec.design, spec.n_design, data.cell,
+                                    spec.levels, sub=uneven)
