@@ -152,7 +152,7 @@ def design_rows(quick: bool, workdir: Path, sampler: str, skip: set[str]) -> lis
     from misalign.data import build_misalignment
     from misalign.data.simulate import PRESETS, scaled, simulate
     from misalign.inference import fit_e1
-    from misalign.models.priors import SIGMA_PRIORS
+    from misalign.models.e1_priors import SIGMA_PRIORS
 
     cfg = scaled(PRESETS["reference"], (2 if quick else 10) / 330)
     with warnings.catch_warnings():

@@ -20,7 +20,8 @@ from .schema import Problem, ValidationError
 
 ERROR_SCALES = ("expert-sd", "raw")
 FRAME_COLUMNS = ["unit_id", "transcript_id", "teacher_id", "task", "llm", "family", "prompt",
-                 "replicate", "score", "reference", "error"]
+                 "replicate", "reference_raters", "score", "reference", "error"]
+RATER_SEPARATOR = "|"  # between the experts whose mean is a cell's reference
 NUMBER_COLUMNS = ["score", "reference", "error"]
 TEXT_COLUMNS = [c for c in FRAME_COLUMNS if c not in NUMBER_COLUMNS]
 
@@ -45,6 +46,9 @@ class MisalignmentData:
     labels: dict[str, list[str]] = field(init=False, repr=False)
     llm_family: np.ndarray | None = field(init=False, repr=False)
     parents: list[tuple[str, np.ndarray]] = field(init=False, repr=False)
+    # (cells × experts): each cell's reference as weights on the experts (rows sum to 1), or
+    # None when the raters of the references are not known.
+    reference_weights: np.ndarray | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         f = self.frame
@@ -73,6 +77,7 @@ class MisalignmentData:
         unit_code, self.labels["unit"] = sorted_codes(cells["unit_id"])
         self.cell_task = pd.Categorical(cells["task"], categories=self.labels["task"]).codes.astype(
             np.int32)
+        self.reference_weights = self._reference_weights(f)
         self.parents = [("unit", unit_code)]
         level = cells.drop_duplicates("unit_id").sort_values("unit_id")
         for col, name in (("transcript_id", "transcript"), ("teacher_id", "teacher")):
@@ -81,6 +86,23 @@ class MisalignmentData:
             codes, self.labels[name] = sorted_codes(level[col])
             self.parents.append((name, codes))
             level = level.drop_duplicates(col).sort_values(col)
+
+    def _reference_weights(self, f: pd.DataFrame) -> np.ndarray | None:
+        refs = f["reference_raters"]
+        if (refs == "").any():
+            return None
+        codes, combos = sorted_codes(refs)
+        sets = [c.split(RATER_SEPARATOR) for c in combos]
+        experts = sorted({e for s in sets for e in s})
+        self.labels["expert"] = experts
+        index = {e: i for i, e in enumerate(experts)}
+        table = np.zeros((len(combos), len(experts)))
+        for i, s in enumerate(sets):
+            for e in s:
+                table[i, index[e]] += 1.0 / len(s)
+        first = np.zeros(int(self.cell.max()) + 1, dtype=np.int64)
+        first[self.cell[::-1]] = np.arange(len(self.cell))[::-1]
+        return table[codes[first]]
 
     @property
     def n_ratings(self) -> int:
@@ -122,6 +144,8 @@ class MisalignmentData:
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, error_scale: str, task_scale: dict[str, float],
                    n_experts: int = 0, n_expert_ratings: int = 0) -> MisalignmentData:
+        if "reference_raters" not in frame.columns:  # older tables: raters unknown
+            frame = frame.assign(reference_raters="")
         frame = frame[FRAME_COLUMNS].reset_index(drop=True)
         for col in FRAME_COLUMNS:
             if col not in ("score", "reference", "error") and not isinstance(
@@ -152,7 +176,11 @@ def build_misalignment(table: RatingsTable, error_scale: str = "expert-sd",
     if llms.empty:
         raise ValidationError([Problem(table.source, "no LLM ratings: nothing to compare with the "
                                        "experts", column="rater_kind")])
-    ref = experts.groupby(["unit_id", "task"], sort=False)["score"].mean().rename("reference")
+    by_cell = experts.groupby(["unit_id", "task"], sort=False, observed=True)
+    ref = pd.DataFrame({
+        "reference": by_cell["score"].mean(),
+        "reference_raters": by_cell["rater"].agg(
+            lambda r: RATER_SEPARATOR.join(sorted(map(str, r))))})
     if error_scale == "expert-sd":
         sd = experts.groupby("task")["score"].std(ddof=1)
         bad = [t for t in llms["task"].unique() if not (sd.get(t, np.nan) > 0)]

@@ -99,9 +99,11 @@ class AnalysisResults(ABC):
         return res
 
     def refit(self, priors: dict[str, Any] | None = None,
-              sampling: SamplerConfig | None = None, **sampler: Any) -> Self:
-        """The same analysis under other priors (overrides on top of the current ones)."""
-        model = self.model.with_priors(priors)
+              sampling: SamplerConfig | None = None, options: dict[str, Any] | None = None,
+              **sampler: Any) -> Self:
+        """The same analysis under other priors (overrides on top of the current ones), or
+        other model options (then from that model's defaults)."""
+        model = self.model.with_options(priors, **(options or {}))
         model.fit(SamplerConfig.make(sampling, **sampler))
         return type(self)(model)
 

@@ -1,9 +1,19 @@
 """Variance shares of the E1 posterior: superpopulation and finite-population, per draw.
 
-Superpopulation share of component k: σ_k² / Σ σ². Finite-population share (Gelman 2005): the
-variance of the realised effects of the levels in the data instead of σ² for the crossed factors
-(Σ α² / (J − 1) for a main effect, Σ γ² / ((J − 1)(K − 1)) for a two-way interaction, Σ α² /
-(L − F) for llm effects within families); nested components keep σ² (thousands of levels).
+Both are shares of the variance of one rating's error, component by component (they sum to 1
+per draw):
+
+- **superpopulation**: κ σ² (κ = 1, but for the reference: σ²_reference × the mean over ratings
+  of Σ_e w², the weights of the experts making a cell's reference); the residual's σ² is the
+  rating-weighted mean of the per-task residual variances.
+- **finite-population**: for the crossed components (llm, family, prompt, task and their
+  interactions) and the reference, the variance *over the ratings in the data* of the realised
+  effect each rating carries. Defined per rating, a nested batch adds up: family + llm within
+  family is the variance of the LLMs' total effects, whatever the family labels (a family that
+  explains nothing then takes nothing from the LLM term). Nested components keep σ² (thousands
+  of levels).
+- Student-t: the residual is the realised mean squared residual given the cell latents (σ²ν/(ν−2)
+  diverges as ν → 2 on rounded scores; this stays finite and means what the Gaussian σ² means).
 """
 
 from __future__ import annotations
@@ -12,46 +22,85 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from misalign.data.components import AGGREGATES, PARTITION
+from misalign.data.components import PARTITION, present_aggregates
 from misalign.models import EFFECTS, VariancePartitionModel
-from misalign.models.base import SAMPLE_DIMS
-from misalign.models.priors import SIGMA_PRIORS
+from misalign.models.base import SAMPLE_DIMS, flat_draws
+from misalign.models.e1_priors import SIGMA_PRIORS
+from misalign.models.spec import design_means
 
 from .summaries import HDI_PROB, ResultTable, interval_frame
 
 
+def _per_rating_variance(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Variance over ratings of an effect: ``values`` (draws, slots) with each slot's share
+    of the ratings."""
+    mean = values @ weights
+    return values**2 @ weights - mean**2
+
+
+def design_effects(model: VariancePartitionModel, post: xr.Dataset, comp: str) -> np.ndarray:
+    """(draws, design cells): the realised effect of ``comp`` each design cell carries."""
+    spec = model.spec
+    L, P = len(spec.coords["llm"]), len(spec.coords["prompt"])
+    d = np.arange(spec.n_design)
+    k, llm, p = d // (L * P), (d // P) % L, d % P
+    name, dims = EFFECTS[comp]
+    v = flat_draws(post[name].transpose(*SAMPLE_DIMS, *dims))
+    index = {"llm": llm, "prompt": p, "task": k,
+             "family": spec.llm_family[llm] if spec.has_family else None}
+    return v[(slice(None), *[index[dim] for dim in dims])]
+
+
+def _finite_crossed(model: VariancePartitionModel, post: xr.Dataset, comp: str) -> np.ndarray:
+    spec = model.spec
+    if comp == "reference":
+        w = spec.reference_weights
+        combos, cell_combo = np.unique(w, axis=0, return_inverse=True)
+        share = np.bincount(cell_combo.ravel()[model.data.cell],
+                            minlength=len(combos)) / model.data.n_ratings
+        return _per_rating_variance(flat_draws(post["reference_effect"]) @ combos.T, share)
+    share = np.bincount(spec.design, minlength=spec.n_design) / model.data.n_ratings
+    return _per_rating_variance(design_effects(model, post, comp), share)
+
+
+def student_residual_variance(model: VariancePartitionModel, post: xr.Dataset,
+                              chunk: int = 200) -> np.ndarray:
+    """(draws,) realised mean squared residual given the cell latents."""
+    spec, data = model.spec, model.data
+    eff = {"intercept": flat_draws(post["intercept"])}
+    for name, dims in EFFECTS.values():
+        if name in post:
+            eff[name] = flat_draws(post[name].transpose(*SAMPLE_DIMS, *dims))
+    _, rest = design_means(eff, spec, np)
+    b = flat_draws(post["cell_mean"])
+    out = []
+    for a in range(0, b.shape[0], chunk):
+        r = data.error - rest[a:a + chunk][:, spec.design] - b[a:a + chunk][:, data.cell]
+        out.append(np.mean(r**2, axis=1))
+    return np.concatenate(out)
+
+
 def _variances(model: VariancePartitionModel, post: xr.Dataset, finite: bool) -> xr.DataArray:
     spec = model.spec
+    shape = (post.sizes["chain"], post.sizes["draw"])
     out = []
     for comp in spec.components:
-        s2 = post[SIGMA_PRIORS[comp]] ** 2
         if comp == "residual" and model.likelihood == "student":
-            nu = 2.0 + post["nu_minus_2"]
-            s2 = s2 * nu / (nu - 2.0)
-        if finite and comp in EFFECTS:
-            name, dims = EFFECTS[comp]
-            eff = post[name]
-            if comp == "llm" and spec.has_family:
-                n_fam = len(spec.coords["family"])
-                df = len(spec.coords["llm"]) - n_fam
-            else:
-                df = int(np.prod([eff.sizes[d] - 1 for d in dims]))
-            s2 = (eff**2).sum(dims) / df
-        out.append(s2.drop_vars([c for c in s2.coords if c not in SAMPLE_DIMS]))
-    return xr.concat(out, dim=xr.DataArray(spec.components, dims="component", name="component"))
+            v = student_residual_variance(model, post)
+        elif finite and (comp in EFFECTS or comp == "reference"):
+            v = _finite_crossed(model, post, comp)
+        else:
+            v = flat_draws(post[SIGMA_PRIORS[comp]]) ** 2 * model.kappa(comp)
+        out.append(v.reshape(shape))
+    return xr.DataArray(np.stack(out, axis=-1), dims=(*SAMPLE_DIMS, "component"),
+                        coords={"chain": post["chain"].values, "draw": post["draw"].values,
+                                "component": list(spec.components)})
 
 
 def _aggregate(shares: xr.DataArray) -> xr.DataArray:
-    present = set(shares["component"].values.tolist())
-    names, parts = [], []
-    for agg, members in AGGREGATES.items():
-        have = [m for m in members if m in present]
-        if not have and agg == "family":
-            continue
-        names.append(agg)
-        parts.append(shares.sel(component=have).sum("component") if have
-                     else xr.zeros_like(shares.isel(component=0, drop=True)))
-    return xr.concat(parts, dim=xr.DataArray(names, dims="aggregate", name="aggregate"))
+    members = present_aggregates(shares["component"].values.tolist())
+    parts = [shares.sel(component=list(m)).sum("component") for m in members.values()]
+    return xr.concat(parts, dim=xr.DataArray(list(members), dims="aggregate", name="aggregate"))
 
 
 def compute_shares(model: VariancePartitionModel, posterior: xr.Dataset | None = None
@@ -66,7 +115,8 @@ def compute_shares(model: VariancePartitionModel, posterior: xr.Dataset | None =
         ds[f"{kind}_aggregate"] = _aggregate(share).transpose(*SAMPLE_DIMS, "aggregate")
         ds[f"{kind}_variance"] = v.transpose(*SAMPLE_DIMS, "component")
     ds.attrs["hdi_prob"] = HDI_PROB
-    ds.attrs["partition"] = ", ".join(PARTITION)
+    ds.attrs["partition"] = ", ".join(a for a in PARTITION
+                                      if a in ds["superpopulation_aggregate"]["aggregate"])
     return ds
 
 

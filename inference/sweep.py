@@ -1,13 +1,14 @@
 """Refit sweeps over named prior sets (E6), serially, in local processes or on Dask.
 
-Named sets, each applied to every σ of the fitted model (its own priors are the starting point):
+Named sets (each model makes them from its own priors: ``BayesianModel.prior_set``):
 - ``default``: the model's priors;
-- ``wide`` / ``narrow``: each σ's scale × 4 / ÷ 4;
+- ``wide`` / ``narrow``: each σ's scale × 4 / ÷ 4 (E1's variance budget: σ_total's);
 - ``exponential`` / ``halfstudentt``: the same scale under Exponential (mean = scale) or
   HalfStudentT(ν = 3);
-- ``sceptical``: the selection σ's (llm, family, prompt and their interactions, where the model
-  has them) at a quarter of their scale, the rest unchanged: sceptical of large model-and-prompt
-  effects;
+- ``sceptical``: the selection σ's (llm, family, prompt and their interactions) at a quarter of
+  their scale (E1's budget: a quarter of their Dirichlet concentration): sceptical of large
+  model-and-prompt effects;
+- ``independent`` (E1 with the budget prior): the former default, independent σ's;
 plus user sets from a TOML file: ``[NAME.sigma_prompt] distribution = "HalfNormal" sigma = 0.1``.
 
 The sweep takes a results object; what travels to a worker is (results file, set name,
@@ -38,50 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pymc_extras.prior import Prior
 
-from misalign.data.components import AGGREGATES
-from misalign.models.options import NAMED_SETS, SamplerConfig
+from misalign.models.options import SamplerConfig
 
 from .analysis import AnalysisResults
 
-SELECTION = AGGREGATES["attributable"]
 SWEEP_SAMPLING = SamplerConfig(progressbar=False)
-
-
-def prior_scale(prior: Prior) -> float:
-    """The scale a named set rescales: σ of a (Half)Normal/StudentT, the mean of an
-    Exponential, β of a Gamma-like prior."""
-    p = prior.parameters
-    if "sigma" in p:
-        return float(p["sigma"])
-    if "lam" in p:
-        return 1.0 / float(p["lam"])
-    if "beta" in p:
-        return float(p["beta"])
-    return 1.0
-
-
-def named_overrides(name: str, sigmas: dict[str, Prior], selection: set[str] = frozenset()
-                    ) -> dict[str, Prior]:
-    """Prior overrides (by prior name) that make the named set from the model's σ priors;
-    ``selection`` names the σ's the ``sceptical`` set shrinks."""
-    if name not in NAMED_SETS:
-        raise ValueError(f"unknown prior set '{name}' (named sets: {', '.join(NAMED_SETS)})")
-    out = {}
-    for key, prior in sigmas.items():
-        s = prior_scale(prior)
-        if name == "wide":
-            out[key] = Prior("HalfNormal", sigma=4 * s)
-        elif name == "narrow":
-            out[key] = Prior("HalfNormal", sigma=s / 4)
-        elif name == "exponential":
-            out[key] = Prior("Exponential", lam=1.0 / s)
-        elif name == "halfstudentt":
-            out[key] = Prior("HalfStudentT", nu=3.0, sigma=s)
-        elif name == "sceptical" and key in selection:
-            out[key] = Prior("HalfNormal", sigma=s / 4)
-    return out
 
 
 def read_prior_sets(path: str | Path) -> dict[str, dict[str, dict]]:
@@ -96,16 +59,17 @@ def read_prior_sets(path: str | Path) -> dict[str, dict[str, dict]]:
     return doc
 
 
-def refit_task(path: str, set_name: str, overrides: dict[str, Any], sampling: SamplerConfig
-               ) -> pd.DataFrame:
-    """Refit the analysis in ``path`` under ``overrides``; one row per reported quantity."""
+def refit_task(path: str, set_name: str, overrides: dict[str, Any], options: dict[str, Any],
+               sampling: SamplerConfig) -> pd.DataFrame:
+    """Refit the analysis in ``path`` under ``overrides`` (and model ``options``); one row per
+    reported quantity."""
     import warnings
 
     from .registry import load
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = load(path).refit(overrides, sampling)
+        res = load(path).refit(overrides, sampling, options)
     rows = res.quantities()
     rows.insert(0, "prior_set", set_name)
     rows["gate_passed"] = res.gate.passed
@@ -119,13 +83,13 @@ PINNED_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
               "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1"}
 
 
-def refit_isolated(path: str, set_name: str, overrides: dict[str, Any], sampling: SamplerConfig
-                   ) -> pd.DataFrame:
+def refit_isolated(path: str, set_name: str, overrides: dict[str, Any],
+                   options: dict[str, Any], sampling: SamplerConfig) -> pd.DataFrame:
     """``refit_task`` in a fresh Python process (plain subprocess, so it also works inside a
     daemonic Dask worker)."""
     with tempfile.TemporaryDirectory(prefix="misalign-refit-") as tmp:
         src, dst = Path(tmp) / "task.pkl", Path(tmp) / "result.pkl"
-        src.write_bytes(pickle.dumps((path, set_name, overrides, sampling)))
+        src.write_bytes(pickle.dumps((path, set_name, overrides, options, sampling)))
         proc = subprocess.run([sys.executable, "-m", "misalign.inference.sweep", str(src),
                                str(dst)], capture_output=True, text=True,
                               env={**os.environ, **PINNED_ENV})
@@ -152,12 +116,10 @@ def sweep(results: AnalysisResults, sets: list[str] | None = None,
     """Refit under each prior set; rows in the order of the sets, whatever ran them."""
     sampling = sampling or SWEEP_SAMPLING
     m = results.model
-    sigmas = {name: m.priors[name] for name in m.sigma_components().values()}
-    selection = {name for c, name in m.sigma_components().items() if c in SELECTION}
-    tasks = [(n, named_overrides(n, sigmas, selection)) for n in (sets or list(NAMED_SETS))]
-    tasks += list((user_sets or {}).items())
+    tasks = [(n, *m.prior_set(n)) for n in (sets or list(m.prior_sets()))]
+    tasks += [(n, o, {}) for n, o in (user_sets or {}).items()]
     with _results_file(results) as path:
-        args = [(path, n, o, sampling) for n, o in tasks]
+        args = [(path, n, o, opt, sampling) for n, o, opt in tasks]
         if scheduler is not None:
             from distributed import Client
 

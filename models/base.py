@@ -22,12 +22,13 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Self
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import xarray as xr
 from pymc_extras.prior import Prior
 
 from .backend import sample
-from .options import SamplerConfig
+from .options import NAMED_SETS, SELECTION, SamplerConfig
 from .priors import priors_from_json, priors_to_json, resolve_priors
 from .serialize import KIND_ATTR, ResultsFileError, provenance
 
@@ -38,6 +39,29 @@ def flat_draws(da: xr.DataArray) -> np.ndarray:
     """(chain, draw, …) → (draws, …)."""
     v = da.transpose(*SAMPLE_DIMS, ...).values
     return v.reshape(-1, *v.shape[2:])
+
+
+def prior_scale_of(prior: Prior) -> float:
+    """The scale a named set rescales: σ of a (Half)Normal/StudentT, the mean of an
+    Exponential, β of a Gamma-like prior."""
+    p = prior.parameters
+    if "sigma" in p:
+        return float(p["sigma"])
+    if "lam" in p:
+        return 1.0 / float(p["lam"])
+    if "beta" in p:
+        return float(p["beta"])
+    return 1.0
+
+
+def rescaled(prior: Prior, name: str, selection: bool = False) -> Prior | None:
+    """A σ prior under the named set (None: unchanged)."""
+    s = prior_scale_of(prior)
+    return {"wide": Prior("HalfNormal", sigma=4 * s), "narrow": Prior("HalfNormal", sigma=s / 4),
+            "exponential": Prior("Exponential", lam=1.0 / s),
+            "halfstudentt": Prior("HalfStudentT", nu=3.0, sigma=s),
+            "sceptical": Prior("HalfNormal", sigma=s / 4) if selection else None,
+            }.get(name)
 
 
 class BayesianModel(ABC):
@@ -85,6 +109,44 @@ class BayesianModel(ABC):
         """Named sums of components reported beside them (none unless the model has some)."""
         return {}
 
+    def sensitivity_priors(self) -> list[str]:
+        """The priors power-scaling scales (posterior variables of the same names)."""
+        return list(self.sigma_components().values())
+
+    def prior_variances(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
+        """Draws of every component's variance from the priors alone (prior checks)."""
+        out = {}
+        for comp, name in self.sigma_components().items():
+            prior = self.priors[name]
+            dist = getattr(pm, prior.distribution).dist(**prior.parameters)
+            out[comp] = pm.draw(dist, draws=n, random_seed=rng) ** 2
+        return pd.DataFrame(out)
+
+    def prior_set(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(prior overrides, option changes) that make the named prior set (``NAMED_SETS``)
+        from this model's priors: every σ prior's scale × 4 / ÷ 4, or the same scale under
+        another distribution; ``sceptical`` shrinks the σ's of what choosing an LLM or prompt
+        changes (components in ``SELECTION``)."""
+        if name not in NAMED_SETS:
+            raise ValueError(f"unknown prior set '{name}' (named sets: {', '.join(NAMED_SETS)})")
+        out = {}
+        for comp, key in self.sigma_components().items():
+            scaled = rescaled(self.priors[key], name, comp in SELECTION)
+            if scaled is not None:
+                out[key] = scaled
+        return out, {}
+
+    def prior_sets(self) -> tuple[str, ...]:
+        """The named prior sets this model offers."""
+        return NAMED_SETS
+
+    def with_options(self, priors: dict[str, Any] | None = None, **changes: Any) -> Self:
+        """The same data under other options (starting from the new model's default priors,
+        with ``priors`` on top); without changes, ``with_priors``."""
+        if not changes:
+            return self.with_priors(priors)
+        return type(self)(self.data, priors=priors, **(self.options | changes))
+
     def pointwise_log_likelihood(self, posterior: xr.Dataset) -> xr.DataArray:
         """(chain, draw, node) log likelihood of independent parts of the data, summing to the
         model's likelihood; what power-scaling and LOO-style tools need."""
@@ -125,10 +187,11 @@ class BayesianModel(ABC):
             return None
         return self.idata["sample_stats"].to_dataset()
 
-    def log_prior(self, posterior: xr.Dataset) -> xr.Dataset:
-        """Log density of every σ's prior at each draw (constrained scale, as sampled)."""
+    def log_prior(self, posterior: xr.Dataset, names: list[str] | None = None) -> xr.Dataset:
+        """Log density of each prior in ``names`` (default: ``sensitivity_priors``) at each
+        draw (constrained scale)."""
         out = xr.Dataset()
-        for name in self.sigma_components().values():
+        for name in names or self.sensitivity_priors():
             prior = self.priors[name]
             dist = getattr(pm, prior.distribution).dist(**prior.parameters)
             v = posterior[name]

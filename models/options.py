@@ -9,8 +9,12 @@ from typing import Any
 
 SAMPLERS = ("nutpie", "numpyro", "pymc")
 LIKELIHOODS = ("gaussian", "student")
-# Prior sets a sensitivity sweep refits under (misalign.inference.sweep defines them).
+# Prior sets a sensitivity sweep refits under (BayesianModel.prior_set makes them); a model
+# may offer more (E1: "independent", its σ's without the variance budget).
 NAMED_SETS = ("default", "wide", "narrow", "exponential", "halfstudentt", "sceptical")
+# What choosing an LLM or prompt changes: the σ's the "sceptical" set shrinks.
+SELECTION = ("llm", "family", "prompt", "llm:prompt", "llm:task", "prompt:task",
+             "llm:prompt:task")
 
 
 @dataclass(frozen=True)

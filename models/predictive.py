@@ -16,11 +16,13 @@ import pymc as pm
 import xarray as xr
 
 from .base import BayesianModel
-from .priors import SIGMA_PRIORS
+from .e1_priors import SIGMA_PRIORS
 from .spec import design_means, full_design_means
 
 _EFFECT_VARS = ("intercept", "llm_effect", "family_effect", "prompt_effect", "task_effect",
-                "llm_prompt_effect", "llm_task_effect", "prompt_task_effect", "nu_minus_2")
+                "llm_prompt_effect", "llm_task_effect", "prompt_task_effect",
+                "llm_prompt_task_effect", "reference_effect", "sigma_residual_task",
+                "nu_minus_2")
 
 
 def _replicate(model: BayesianModel, params: xr.Dataset, rng: np.random.Generator
@@ -30,22 +32,31 @@ def _replicate(model: BayesianModel, params: xr.Dataset, rng: np.random.Generato
     S = params.sizes["sample"]
     effects = {k: params[k].values for k in _EFFECT_VARS if k in params}
     f = full_design_means(*design_means(effects, spec, np), spec, np)
-    n_cells = int(data.cell.max()) + 1
     sig = {c: params[SIGMA_PRIORS[c]].values for c in spec.components if c in SIGMA_PRIORS
            and SIGMA_PRIORS[c] in params}
-    cell = rng.standard_normal((S, n_cells)) * sig["unit:task"][:, None]
-    # Walk up the tree: each level's effect is added to every cell below it.
-    node_of_cell = np.arange(n_cells)
-    for name, idx in spec.levels:
-        node_of_cell = idx[node_of_cell]
-        n_nodes = int(idx.max()) + 1
-        cell += (rng.standard_normal((S, n_nodes)) * sig[name][:, None])[:, node_of_cell]
-    y = f[:, spec.design] + cell[:, data.cell]
+    # Walk up the tree from the finest nodes: each level's effect reaches every rating below.
+    chain = spec.chain
+    if model.likelihood == "gaussian" and chain is not None:
+        node, parents, finest = chain.leaves, chain.leaf_parents, chain.finest_component
+    else:
+        node, parents, finest = data.cell, spec.levels, "unit:task"
+    n_nodes = int(node.max()) + 1
+    nested = rng.standard_normal((S, n_nodes)) * sig[finest][:, None]
+    up = np.arange(n_nodes)
+    for name, idx in parents:
+        up = idx[up]
+        level = rng.standard_normal((S, int(idx.max()) + 1)) * sig[name][:, None]
+        nested += level[:, up]
+    y = f[:, spec.design] + nested[:, node]
+    if "reference_effect" in effects and spec.reference_weights is not None:
+        y += (effects["reference_effect"] @ spec.reference_weights.T)[:, data.cell]
+    scale = (effects["sigma_residual_task"][:, data.task] if "sigma_residual_task" in effects
+             else sig["residual"][:, None])
     if model.likelihood == "student":
         nu = 2.0 + params["nu_minus_2"].values
-        y += rng.standard_t(nu[:, None], size=y.shape) * sig["residual"][:, None]
+        y += rng.standard_t(nu[:, None], size=y.shape) * scale
     else:
-        y += rng.standard_normal(y.shape) * sig["residual"][:, None]
+        y += rng.standard_normal(y.shape) * scale
     return y
 
 
@@ -68,7 +79,8 @@ def _to_tree(y: np.ndarray, chains: int, group: str, observed: np.ndarray) -> xr
 
 def prior_predictive(model: BayesianModel, draws: int = 100, seed: int | None = None
                      ) -> xr.DataTree:
-    m = model.model or model.build_model()
+    # The generative form: every prior as stated (the sampling form has Flat parameters).
+    m = model.build_model(generative=True)
     names = [v.name for v in m.free_RVs if v.name != "cell_mean"]
     names += [d.name for d in m.deterministics]
     with m, warnings.catch_warnings():

@@ -1,4 +1,6 @@
-"""Prior specifications for the E1 model: defaults scaled to the data, overridable by name.
+"""Prior specifications shared by every model: overrides by name, validated, from Python or a
+TOML file, and their JSON round trip. (Each model's defaults live with the model:
+``e1_priors.py`` for E1.)
 
 Every prior is a ``pymc_extras.prior.Prior``; overrides come from Python (a dict of Priors or of
 ``{"distribution": ..., **params}`` dicts) or from a TOML file, and are validated against the names
@@ -15,33 +17,9 @@ from typing import Any
 
 from pymc_extras.prior import Prior
 
-SIGMA_PRIORS = {
-    "llm": "sigma_llm", "family": "sigma_family", "prompt": "sigma_prompt", "task": "sigma_task",
-    "llm:prompt": "sigma_llm_prompt", "llm:task": "sigma_llm_task",
-    "prompt:task": "sigma_prompt_task", "unit:task": "sigma_unit_task", "unit": "sigma_unit",
-    "transcript": "sigma_transcript", "teacher": "sigma_teacher", "residual": "sigma_residual",
-}
-OTHER_PRIORS = ("intercept", "nu_minus_2")
-
 
 class PriorError(ValueError):
     """A prior override that the model cannot use."""
-
-
-def default_priors(error_sd: float, components: list[str], student: bool) -> dict[str, Prior]:
-    """Weakly informative priors on the scale of the errors.
-
-    Every σ gets HalfNormal(sd of the errors): a component as large as all the error together is
-    plausible, one ten times larger is not. The intercept (overall bias) is Normal(0, 2.5 sd).
-    Student-t: ν = 2 + nu_minus_2 so the residual variance σ²ν/(ν−2) exists; Gamma(2, 0.1) on it.
-    """
-    s = float(error_sd) if error_sd > 0 else 1.0
-    priors = {"intercept": Prior("Normal", mu=0.0, sigma=round(2.5 * s, 6))}
-    for comp in components:
-        priors[SIGMA_PRIORS[comp]] = Prior("HalfNormal", sigma=round(s, 6))
-    if student:
-        priors["nu_minus_2"] = Prior("Gamma", alpha=2.0, beta=0.1)
-    return priors
 
 
 def _as_prior(name: str, spec: Any) -> Prior:

@@ -13,6 +13,30 @@ FEW_LEVELS = 5
 
 
 @dataclass
+class LeafChain:
+    """How the ratings of a unit×task cell are nested below it, for the recursion.
+
+    ``cell``: each rating's lowest node (the cells, or finer nodes); ``parents``: the levels
+    above it (cells' levels included); ``sub``: each rating's equal-size sub-cell when one
+    sub-level integrates at pattern cost (``SufficientStats(sub=…)``); ``leaf_component``: the
+    variance of the lowest nodes; ``sub_component``: that of the sub-cells.
+    """
+
+    cell: np.ndarray
+    parents: list[tuple[str, np.ndarray]]
+    leaf_component: str
+    sub: np.ndarray | None = None
+    sub_component: str | None = None
+    leaves: np.ndarray | None = None  # the finest nodes (sub-cells, or ``cell``)
+    leaf_parents: list[tuple[str, np.ndarray]] | None = None  # levels above ``leaves``
+
+    @property
+    def finest_component(self) -> str:
+        """The variance component of the finest nodes."""
+        return self.sub_component or self.leaf_component
+
+
+@dataclass
 class ModelSpec:
     likelihood: str
     coords: dict[str, list[str]]
@@ -22,6 +46,9 @@ class ModelSpec:
     design: np.ndarray  # (task·L + llm)·P + prompt for each rating
     n_design: int
     warnings: list[str]
+    design_task: np.ndarray | None = None  # task of each design cell (the residual groups)
+    chain: LeafChain | None = None  # the ratings below the cells (Gaussian likelihood)
+    reference_weights: np.ndarray | None = None  # (cells × experts), with a reference term
 
     @property
     def has_family(self) -> bool:
@@ -43,6 +70,49 @@ def _identified_levels(parents: list[tuple[str, np.ndarray]]) -> list[tuple[str,
     return out
 
 
+def _nodes(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Node index of each rating for the combination of ``keys`` (first key: the cell), and
+    the cell of each node."""
+    code = np.zeros(len(keys[0]), dtype=np.int64)
+    for k in keys:
+        code = code * (int(k.max()) + 1) + k
+    uniq, node = np.unique(code, return_inverse=True)
+    node = node.ravel()
+    cell = np.zeros(len(uniq), dtype=np.int64)
+    cell[node] = keys[0]
+    return node, cell
+
+
+def _equal_sizes(node: np.ndarray, node_cell: np.ndarray, cell: np.ndarray) -> bool:
+    k = np.bincount(node_cell, minlength=int(cell.max()) + 1)
+    n_cell = np.bincount(cell, minlength=len(k))
+    return bool(np.all(np.bincount(node) * k[node_cell] == n_cell[node_cell]))
+
+
+def _chain(data: MisalignmentData, fam: np.ndarray | None, lineage: bool, llm_unit: bool,
+           levels: list[tuple[str, np.ndarray]]) -> LeafChain:
+    cell = data.cell.astype(np.int64)
+    if not lineage and not llm_unit:
+        return LeafChain(cell, levels, "unit:task", leaves=cell, leaf_parents=levels)
+    if lineage:
+        fam_node, fam_cell = _nodes(cell, fam[data.llm])
+    if llm_unit:
+        llm_node, llm_cell = _nodes(cell, data.llm.astype(np.int64))
+    if lineage and llm_unit:
+        llm_fam = np.zeros(int(llm_node.max()) + 1, dtype=np.int64)
+        llm_fam[llm_node] = fam_node
+        parents = [("lineage", llm_fam), ("unit:task", fam_cell), *levels]
+        return LeafChain(llm_node, parents, "llm:unit:task", leaves=llm_node,
+                         leaf_parents=parents)
+    node, node_cell, name = (fam_node, fam_cell, "lineage") if lineage else (
+        llm_node, llm_cell, "llm:unit:task")
+    full = [("unit:task", node_cell), *levels]
+    if _equal_sizes(node, node_cell, cell):
+        return LeafChain(cell, levels, "unit:task", sub=node, sub_component=name, leaves=node,
+                         leaf_parents=full)
+    return LeafChain(node, full, name, leaves=node, leaf_parents=full)
+
+
 def make_spec(data: MisalignmentData, likelihood: str = "gaussian") -> ModelSpec:
     lab = data.labels
     L, P, K = len(lab["llm"]), len(lab["prompt"]), len(lab["task"])
@@ -56,13 +126,39 @@ def make_spec(data: MisalignmentData, likelihood: str = "gaussian") -> ModelSpec
     if fam is not None:
         coords["family"] = lab["family"]
     sizes = {"llm": L, "prompt": P, "task": K}
+    gaussian = likelihood == "gaussian"
+    cell = data.cell.astype(np.int64)
+    # Lineage: LLMs of one family together on a cell (within-family pairs), and cells rated by
+    # several families (to tell it from the error all LLMs share).
+    lineage = False
+    if fam is not None:
+        fam_node, fam_cell = _nodes(cell, fam[data.llm])
+        llm_node, _ = _nodes(cell, data.llm.astype(np.int64))
+        llm_per_fam = np.bincount(_nodes(fam_node, llm_node)[1])
+        lineage = bool((llm_per_fam > 1).any() and len(fam_cell) > len(np.unique(fam_cell)))
+    rep_node, _ = _nodes(cell, data.llm.astype(np.int64), data.prompt.astype(np.int64))
+    replicates = bool(np.bincount(rep_node).max() > 1)
+    weights = data.reference_weights
+    reference = weights is not None and weights.shape[1] > 1
     present = {"llm": L > 1, "prompt": P > 1, "task": K > 1, "family": fam is not None,
                "llm:prompt": L > 1 and P > 1, "llm:task": L > 1 and K > 1,
-               "prompt:task": P > 1 and K > 1, "unit:task": True, "residual": True}
+               "prompt:task": P > 1 and K > 1, "llm:prompt:task": L > 1 and P > 1 and K > 1,
+               "unit:task": True, "residual": True, "reference": reference,
+               "lineage": lineage and gaussian, "llm:unit:task": replicates and gaussian}
+    if not gaussian and (lineage or replicates):
+        notes.append("the Student-t model has no lineage or llm×unit×task term: those errors "
+                     "count as residual there; use --likelihood gaussian to separate them")
     levels = _identified_levels(data.parents)
     for name, _ in levels:
         present[name] = True
     components = [c for c in COMPONENTS if present.get(c, False)]
+    for dim in ("llm", "prompt"):
+        if sizes[dim] == 1:
+            notes.append(f"only one {dim.replace('llm', 'LLM')} in the data: the {dim} effect "
+                         "and its interactions are not estimable (no share is reported)")
+    if "llm" not in components and "prompt" not in components:
+        notes.append("with one LLM and one prompt nothing is attributable to choosing them: "
+                     "the attributable aggregate is not estimable and is left out")
     for dim in ("llm", "prompt", "task"):
         if 1 < sizes[dim] < FEW_LEVELS:
             notes.append(f"{dim} has {sizes[dim]} levels (< {FEW_LEVELS}): its superpopulation "
@@ -70,9 +166,14 @@ def make_spec(data: MisalignmentData, likelihood: str = "gaussian") -> ModelSpec
     if fam is not None and 1 < len(lab["family"]) < FEW_LEVELS:
         notes.append(f"family has {len(lab['family'])} levels (< {FEW_LEVELS}): its "
                      "superpopulation share is mostly prior")
+    if reference:
+        coords["expert"] = lab["expert"]
     design = ((data.task.astype(np.int64) * L + data.llm) * P + data.prompt)
+    chain = _chain(data, fam, present["lineage"], present["llm:unit:task"], levels)
     return ModelSpec(likelihood=likelihood, coords=coords, components=components, levels=levels,
-                     llm_family=fam, design=design, n_design=K * L * P, warnings=notes)
+                     llm_family=fam, design=design, n_design=K * L * P, warnings=notes,
+                     design_task=np.arange(K * L * P) // (L * P), chain=chain,
+                     reference_weights=weights if reference else None)
 
 
 def within_family_basis(llm_family: np.ndarray) -> np.ndarray:
@@ -111,9 +212,10 @@ def design_means(effects: dict, spec: ModelSpec, xp=np) -> tuple:
 
     ``effects`` maps posterior variable names (``intercept``, ``llm_effect``, ``family_effect``,
     ``prompt_effect``, ``task_effect``, ``llm_prompt_effect``, ``llm_task_effect``,
-    ``prompt_task_effect``) to pytensor tensors or to numpy arrays with leading batch axes
-    (draws); absent effects count as zero. Returns ``base`` (…, task): intercept + task effect,
-    constant inside a unit×task cell, and ``rest`` (…, task·llm·prompt): every other effect.
+    ``prompt_task_effect``, ``llm_prompt_task_effect``) to pytensor tensors or to numpy arrays
+    with leading batch axes (draws); absent effects count as zero. Returns ``base`` (…, task):
+    intercept + task effect, constant inside a unit×task cell, and ``rest`` (…, task·llm·prompt):
+    every other effect.
     One function for the sampler's graph and the numpy replications, so they cannot drift apart.
     """
     K, L, P = (len(spec.coords[d]) for d in ("task", "llm", "prompt"))
@@ -136,6 +238,8 @@ def design_means(effects: dict, spec: ModelSpec, xp=np) -> tuple:
         rest = rest + xp.swapaxes(get("llm_task_effect"), -1, -2)[..., :, :, None]
     if get("prompt_task_effect") is not None:
         rest = rest + xp.swapaxes(get("prompt_task_effect"), -1, -2)[..., :, None, :]
+    if get("llm_prompt_task_effect") is not None:  # (…, llm, prompt, task)
+        rest = rest + xp.moveaxis(get("llm_prompt_task_effect"), -1, -3)
     rest = rest.reshape((K * L * P,)) if rest.ndim == 3 else rest.reshape(
         (*rest.shape[:-3], K * L * P))
     return base, rest

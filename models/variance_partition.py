@@ -1,12 +1,16 @@
-"""The E1 variance-partition model (STUDY.md, E1) as a PyMC model class.
+"""The E1 variance-partition model (docs/estimands.md, E1) as a PyMC model class.
 
-Crossed low-cardinality factors are centred zero-sum effects with their own σ. Nested effects:
-- Gaussian: integrated out analytically from sufficient statistics (``likelihood.py``): the
-  sampler sees only the σ's and the crossed effects, whatever the number of ratings.
-- Student-t (robust): the rating-level t likelihood cannot be integrated in closed form, so each
-  unit×task cell gets one explicit, centred latent b_c (its shared error plus everything above it);
-  the unit, transcript and teacher effects are still integrated out of b's Gaussian prior by the
-  same recursion. Cost: one latent per cell and an O(ratings) gradient.
+error = intercept + crossed effects (llm, family, prompt, task, their two- and three-way
+interactions: centred zero-sum, each with its σ) + the reference experts' severity (zero-sum
+over experts; a cell's offset is the mean over the experts whose ratings make its reference)
++ nested effects (lineage = family×unit×task, llm×unit×task with replicates, unit×task, unit,
+transcript, teacher) + residual (its variance differs by task around σ_residual²).
+
+- Gaussian: every nested effect is integrated out analytically from sufficient statistics
+  (``likelihood.py``): the sampler sees only σ's, crossed effects and severities.
+- Student-t (robust): each unit×task cell gets one explicit, centred latent b_c; unit,
+  transcript and teacher are still integrated out of b's Gaussian prior. No lineage or
+  llm×unit×task term (they count as residual there).
 """
 
 from __future__ import annotations
@@ -14,18 +18,26 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
+from pymc_extras.prior import Prior
 
 from misalign.data import MisalignmentData
-from misalign.data.components import AGGREGATES
+from misalign.data.components import present_aggregates
 
-from .base import SAMPLE_DIMS, BayesianModel, flat_draws
+from .base import SAMPLE_DIMS, BayesianModel, flat_draws, rescaled
+from .e1_priors import (
+    SIGMA_PRIORS,
+    STRUCTURES,
+    budget_aggregates,
+    budget_logp,
+    default_priors,
+)
 from .likelihood import CellLeaves, SufficientStats, cell_prior_logp, gaussian_marginal_logp
-from .options import check_likelihood
+from .options import NAMED_SETS, check_likelihood
 from .predictive import posterior_predictive, prior_predictive
-from .priors import SIGMA_PRIORS, default_priors
 from .recursion import pt_segment_sum
 from .spec import (
     ModelSpec,
@@ -42,11 +54,18 @@ EFFECTS = {  # component -> (posterior variable, dims)
     "llm:prompt": ("llm_prompt_effect", ("llm", "prompt")),
     "llm:task": ("llm_task_effect", ("llm", "task")),
     "prompt:task": ("prompt_task_effect", ("prompt", "task")),
+    "llm:prompt:task": ("llm_prompt_task_effect", ("llm", "prompt", "task")),
 }
 
 
+# The three-way interaction is often near zero: centred, its σ → 0 funnel made NUTS take
+# trees of ~600 steps and left an ESS of 6 (small preset); non-centred it mixes.
+NON_CENTRED = ("llm:prompt:task",)
+
+
 class VariancePartitionModel(BayesianModel):
-    """E1: split the misalignment error into selection, shared, task and residual components.
+    """E1: split the misalignment error into what choosing an LLM or prompt changes, what every
+    LLM shares, what a lineage shares, the reference's severity, task and residual.
 
     >>> model = VariancePartitionModel(data)            # data: MisalignmentData
     >>> idata = model.fit(draws=1000, chains=4)         # nutpie by default
@@ -57,24 +76,37 @@ class VariancePartitionModel(BayesianModel):
     data_group = "misalignment_data"
 
     def __init__(self, data: MisalignmentData, likelihood: str = "gaussian",
-                 priors: dict[str, Any] | None = None) -> None:
+                 priors: dict[str, Any] | None = None, prior_structure: str = "budget") -> None:
         self.likelihood = check_likelihood(likelihood)
+        if prior_structure not in STRUCTURES:
+            raise ValueError(f"prior_structure must be one of {STRUCTURES}, not "
+                             f"{prior_structure!r}")
+        self.prior_structure = prior_structure
         self.spec: ModelSpec = make_spec(data, likelihood)
         self.error_sd = float(np.std(data.error)) if data.n_ratings > 1 else 1.0
+        K = len(self.spec.coords["task"])
+        self.task_weight = np.bincount(data.task, minlength=K) / max(data.n_ratings, 1)
+        w = self.spec.reference_weights
+        # Per-rating Σ_e w²: the variance of a cell's reference offset is σ²_reference times it.
+        self.reference_kappa = (float(np.mean((w**2).sum(axis=1)[data.cell]))
+                                if w is not None else 1.0)
         super().__init__(data, priors)
 
     # -- description ---------------------------------------------------------------------
     @property
     def options(self) -> dict[str, Any]:
-        return {"likelihood": self.likelihood}
+        return {"likelihood": self.likelihood, "prior_structure": self.prior_structure}
 
     @property
     def config(self) -> dict[str, Any]:
+        chain = self.spec.chain
         return {"model": "variance_partition", "likelihood": self.likelihood,
-                "components": self.spec.components,
+                "prior_structure": self.prior_structure, "components": self.spec.components,
                 "levels": [name for name, _ in self.spec.levels],
+                "sub_cells": chain.sub_component if chain is not None else None,
                 "error_scale": self.data.error_scale, "task_scale": self.data.task_scale,
-                "error_sd": self.error_sd, "warnings": self.spec.warnings}
+                "error_sd": self.error_sd, "reference_kappa": self.reference_kappa,
+                "warnings": self.spec.warnings}
 
     def file_attrs(self) -> dict[str, str]:
         return {"likelihood": self.likelihood, "error_scale": self.data.error_scale}
@@ -83,74 +115,216 @@ class VariancePartitionModel(BayesianModel):
     def coords(self) -> dict[str, list[str]]:
         return dict(self.spec.coords)
 
-    def make_default_priors(self) -> dict:
-        return default_priors(self.error_sd, self.spec.components, self.likelihood == "student")
+    def make_default_priors(self) -> dict[str, Prior]:
+        return default_priors(self.error_sd, self.spec.components, self.likelihood == "student",
+                              self.prior_structure, len(self.spec.coords["task"]))
 
     def sigma_components(self) -> dict[str, str]:
+        """Component → the posterior variable of its σ (a prior, or under the budget prior a
+        deterministic of it)."""
         return {c: SIGMA_PRIORS[c] for c in self.spec.components}
+
+    def sensitivity_priors(self) -> list[str]:
+        """The σ's priors (as one joint density under the budget) and the intercept's."""
+        names = ["intercept"] + (["variance_budget"] if self.prior_structure == "budget" else
+                                 [SIGMA_PRIORS[c] for c in self.spec.components])
+        return names + [n for n in ("tau_residual",) if n in self.priors]
+
+    def log_prior(self, posterior: xr.Dataset, names: list[str] | None = None) -> xr.Dataset:
+        """As the base class; under the budget the σ's enter as one joint density (of the
+        component variances, constrained scale)."""
+        names = [n for n in (names or self.sensitivity_priors()) if n != "variance_budget"]
+        out = super().log_prior(posterior, names)
+        if self.prior_structure != "budget":
+            return out
+        v = np.stack([(flat_draws(posterior[SIGMA_PRIORS[c]]) ** 2) * self.kappa(c)
+                      for c in self.spec.components], axis=-1)
+        lp = budget_logp(v, self.priors, self.spec.components, np).eval()
+        out["variance_budget"] = (SAMPLE_DIMS, lp.reshape(posterior.sizes["chain"],
+                                                           posterior.sizes["draw"]))
+        return out
 
     @property
     def prior_scale(self) -> float:
         return self.error_sd
 
     def aggregates(self) -> dict[str, tuple[str, ...]]:
-        return dict(AGGREGATES)
+        return present_aggregates(self.spec.components)
+
+    def prior_sets(self) -> tuple[str, ...]:
+        return (*NAMED_SETS, "independent") if self.prior_structure == "budget" else NAMED_SETS
+
+    def prior_set(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Under the budget prior, the scale sets act on σ_total and ``sceptical`` quarters the
+        concentrations of what choosing an LLM or prompt changes; ``independent`` refits with
+        independent σ's (the package's former default)."""
+        if name == "independent":
+            return {}, {"prior_structure": "independent"}
+        if self.prior_structure == "independent" or name == "default":
+            return super().prior_set(name)
+        if name not in NAMED_SETS:
+            return super().prior_set(name)
+        if name == "sceptical":  # a quarter of the attributable aggregate's concentration
+            aggs = list(budget_aggregates(self.spec.components))
+            a = list(self.priors["aggregate_shares"].parameters["a"])
+            if "attributable" in aggs:
+                a[aggs.index("attributable")] /= 4
+            return {"aggregate_shares": Prior("Dirichlet", a=a, dims="aggregate")}, {}
+        return {"sigma_total": rescaled(self.priors["sigma_total"], name)}, {}
+
+    def kappa(self, comp: str) -> float:
+        """A component's variance per rating is κ σ² (κ = 1 but for the reference)."""
+        return self.reference_kappa if comp == "reference" else 1.0
+
+    def prior_variances(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
+        """Draws of every component's variance (κ σ²) from the priors alone."""
+        comps = self.spec.components
+        if self.prior_structure == "budget":
+            total = pm.draw(_dist(self.priors["sigma_total"]), draws=n, random_seed=rng) ** 2
+            psi = pm.draw(_dist(self.priors["aggregate_shares"]), draws=n, random_seed=rng)
+            out = {}
+            for i, (agg, members) in enumerate(budget_aggregates(comps).items()):
+                xi = (pm.draw(_dist(self.priors[f"shares_{agg}"]), draws=n, random_seed=rng)
+                      if len(members) > 1 else np.ones((n, 1)))
+                for j, c in enumerate(members):
+                    out[c] = total * psi[:, i] * xi[:, j]
+            return pd.DataFrame(out)[comps]
+        out = {c: pm.draw(_dist(self.priors[SIGMA_PRIORS[c]]), draws=n, random_seed=rng) ** 2
+               * self.kappa(c) for c in comps}
+        return pd.DataFrame(out)
 
     # -- PyMC ------------------------------------------------------------------------------
-    def _sigma(self, comp: str):
-        return self.priors[SIGMA_PRIORS[comp]].create_variable(SIGMA_PRIORS[comp])
+    def _sigmas(self, generative: bool = False) -> dict[str, Any]:
+        comps = self.spec.components
+        if self.prior_structure == "independent":
+            return {c: self.priors[SIGMA_PRIORS[c]].create_variable(SIGMA_PRIORS[c])
+                    for c in comps}
+        if generative:  # the budget as stated: σ_total, then the shares (prior predictive)
+            total = self.priors["sigma_total"].create_variable("sigma_total")
+            p = self.priors["aggregate_shares"]
+            psi = Prior(p.distribution, **p.parameters, dims="aggregate").create_variable(
+                "aggregate_shares")
+            share = {}
+            for i, (agg, members) in enumerate(budget_aggregates(comps).items()):
+                if len(members) == 1:
+                    share[members[0]] = psi[i]
+                    continue
+                p = self.priors[f"shares_{agg}"]
+                xi = Prior(p.distribution, **p.parameters,
+                           dims=f"{agg}_component").create_variable(f"shares_{agg}")
+                for j, c in enumerate(members):
+                    share[c] = psi[i] * xi[j]
+            v = {c: share[c] * total**2 for c in comps}
+        else:  # the same prior on log variances, for NUTS (e1_priors.budget_logp)
+            log_v = pm.Flat("log_variance", dims="component")
+            var = pt.exp(log_v)
+            pm.Potential("variance_budget", budget_logp(var, self.priors, comps, pt)
+                         + pt.sum(log_v))
+            pm.Deterministic("sigma_total", pt.sqrt(pt.sum(var)))
+            v = {c: var[i] for i, c in enumerate(comps)}
+        return {c: pm.Deterministic(SIGMA_PRIORS[c], pt.sqrt(v[c] / self.kappa(c)))
+                for c in comps}
 
-    def _design_means(self) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    def _residual_variances(self, sigma_residual):
+        """σ²_residual per task, spread on the log scale by τ around a rating-weighted mean
+        equal to σ_residual² (so the component's variance per rating is σ_residual²)."""
+        K = len(self.spec.coords["task"])
+        if K == 1:
+            return sigma_residual**2
+        tau = self.priors["tau_residual"].create_variable("tau_residual")
+        z = pm.Normal("residual_task_z", 0.0, 1.0, dims="task")
+        w = pt.exp(2.0 * tau * z)
+        s2 = sigma_residual**2 * w / pt.dot(self.task_weight, w)
+        pm.Deterministic("sigma_residual_task", pt.sqrt(s2), dims="task")
+        return s2
+
+    def _design_means(self, sig: dict) -> tuple[pt.TensorVariable, pt.TensorVariable]:
         """Create the crossed-effect variables; return (base, rest) from ``design_means``."""
         spec, comps = self.spec, set(self.spec.components)
         eff = {"intercept": self.priors["intercept"].create_variable("intercept")}
         if spec.has_family:
-            eff["family_effect"] = pm.ZeroSumNormal("family_effect", sigma=self._sigma("family"),
+            eff["family_effect"] = pm.ZeroSumNormal("family_effect", sigma=sig["family"],
                                                     dims="family")
             basis = within_family_basis(spec.llm_family)
             if "llm" in comps and basis.shape[1] > 0:
                 pm.modelcontext(None).add_coord("llm_contrast", within_family_labels(
                     spec.llm_family, spec.coords["llm"], spec.coords["family"]))
-                z = pm.Normal("llm_within_family", 0.0, self._sigma("llm"),
-                              dims="llm_contrast")
+                z = pm.Normal("llm_within_family", 0.0, sig["llm"], dims="llm_contrast")
                 eff["llm_effect"] = pm.Deterministic("llm_effect", pt.dot(basis, z), dims="llm")
         elif "llm" in comps:
-            eff["llm_effect"] = pm.ZeroSumNormal("llm_effect", sigma=self._sigma("llm"),
-                                                 dims="llm")
+            eff["llm_effect"] = pm.ZeroSumNormal("llm_effect", sigma=sig["llm"], dims="llm")
         for comp, (name, dims) in EFFECTS.items():
-            if comp in comps and comp not in ("llm", "family"):
-                eff[name] = pm.ZeroSumNormal(name, sigma=self._sigma(comp), dims=dims,
+            if comp not in comps or comp in ("llm", "family"):
+                continue
+            if comp in NON_CENTRED:
+                z = pm.ZeroSumNormal(f"{name}_z", sigma=1.0, dims=dims, n_zerosum_axes=len(dims))
+                eff[name] = pm.Deterministic(name, sig[comp] * z, dims=dims)
+            else:
+                eff[name] = pm.ZeroSumNormal(name, sigma=sig[comp], dims=dims,
                                              n_zerosum_axes=len(dims))
         return design_means(eff, spec, pt)
 
-    def build_model(self) -> pm.Model:
-        spec, data = self.spec, self.data
+    def build_model(self, generative: bool = False) -> pm.Model:
+        """The PyMC model; ``generative=True`` states the budget prior generatively (for
+        forward sampling from the prior; same prior, a parameterisation NUTS mixes worse in)."""
+        spec = self.spec
         coords = dict(spec.coords)
+        if self.prior_structure == "budget":
+            aggs = budget_aggregates(spec.components)
+            coords["aggregate"] = list(aggs)
+            coords["component"] = list(spec.components)
+            coords |= {f"{a}_component": list(m) for a, m in aggs.items() if len(m) > 1}
         with pm.Model(coords=coords) as model:
-            base, rest = self._design_means()
-            s2 = {name: self._sigma(name) ** 2 for name, _ in spec.levels}
-            s2_cell = self._sigma("unit:task") ** 2
-            s_resid = self._sigma("residual")
-            if self.likelihood == "gaussian":
-                stats = SufficientStats.from_arrays(data.error, spec.design, spec.n_design,
-                                                    data.cell, spec.levels)
-                f = full_design_means(base, rest, spec, pt)
-                pm.Potential("marginal_loglik", gaussian_marginal_logp(
-                    stats, f, s2_cell, s_resid**2, s2, xp=pt, segsum=pt_segment_sum))
+            sig = self._sigmas(generative)
+            base, rest = self._design_means(sig)
+            s2e = self._residual_variances(sig["residual"])
+            offset = None
+            if spec.reference_weights is not None:
+                offset = pm.ZeroSumNormal("reference_effect", sigma=sig["reference"],
+                                          dims="expert")
+            if generative:  # forward sampling from the prior: no likelihood
+                if self.likelihood == "student":
+                    self.priors["nu_minus_2"].create_variable("nu_minus_2")
+            elif self.likelihood == "gaussian":
+                self._gaussian(base, rest, sig, s2e, offset)
             else:
-                n_cells = int(data.cell.max()) + 1
-                model.add_coord("cell", np.arange(n_cells))
-                # Hierarchical centring: each cell latent carries its intercept + task effect
-                # (constant inside the cell), so the location parameters do not fight the
-                # 1000s of latents along a direction a diagonal mass matrix cannot adapt to.
-                b = pm.Flat("cell_mean", dims="cell")
-                pm.Potential("cell_prior", cell_prior_logp(
-                    b - base[data.cell_task], s2_cell, spec.levels, s2, pt, pt_segment_sum))
-                nu = 2.0 + self.priors["nu_minus_2"].create_variable("nu_minus_2")
-                pm.StudentT("error", nu=nu, mu=rest[spec.design] + b[data.cell],
-                            sigma=s_resid, observed=data.error)
-        self.model = model
+                self._student(model, base, rest, sig, s2e, offset)
+        if not generative:
+            self.model = model
         return model
+
+    def _gaussian(self, base, rest, sig: dict, s2e, offset) -> None:
+        spec, data, chain = self.spec, self.data, self.spec.chain
+        weights = spec.reference_weights
+        node_cell = np.zeros(int(chain.cell.max()) + 1, dtype=np.int64)
+        node_cell[chain.cell] = data.cell
+        stats = SufficientStats.from_arrays(
+            data.error, spec.design, spec.n_design, chain.cell, chain.parents,
+            design_group=spec.design_task if len(spec.coords["task"]) > 1 else None,
+            cell_offset=None if weights is None else weights[node_cell], sub=chain.sub)
+        pm.Potential("marginal_loglik", gaussian_marginal_logp(
+            stats, full_design_means(base, rest, spec, pt), sig[chain.leaf_component] ** 2,
+            s2e, {name: sig[name] ** 2 for name, _ in chain.parents}, xp=pt,
+            segsum=pt_segment_sum, offset=offset,
+            sigma2_sub=sig[chain.sub_component] ** 2 if chain.sub is not None else None))
+
+    def _student(self, model: pm.Model, base, rest, sig: dict, s2e, offset) -> None:
+        spec, data = self.spec, self.data
+        model.add_coord("cell", np.arange(int(data.cell.max()) + 1))
+        # Hierarchical centring: each cell latent carries everything constant inside the cell
+        # (intercept, task effect, reference offset), so the location parameters do not fight
+        # the 1000s of latents along a direction a diagonal mass matrix cannot adapt to.
+        b = pm.Flat("cell_mean", dims="cell")
+        centre = base[data.cell_task]
+        if offset is not None:
+            centre = centre + pt.dot(spec.reference_weights, offset)
+        pm.Potential("cell_prior", cell_prior_logp(
+            b - centre, sig["unit:task"] ** 2, spec.levels,
+            {name: sig[name] ** 2 for name, _ in spec.levels}, pt, pt_segment_sum))
+        nu = 2.0 + self.priors["nu_minus_2"].create_variable("nu_minus_2")
+        scale = pt.sqrt(s2e)[data.task] if len(spec.coords["task"]) > 1 else sig["residual"]
+        pm.StudentT("error", nu=nu, mu=rest[spec.design] + b[data.cell], sigma=scale,
+                    observed=data.error)
 
     # -- predictive and sensitivity ---------------------------------------------------------
     def sample_prior_predictive(self, draws: int = 100, seed: int | None = None) -> xr.DataTree:
@@ -173,17 +347,29 @@ class VariancePartitionModel(BayesianModel):
             raise NotImplementedError(
                 "power-scaling sensitivity is defined for the Gaussian E1 model; the Student-t "
                 "model's likelihood is per rating given its cell latents (not written yet)")
-        spec, data = self.spec, self.data
-        leaves = CellLeaves.from_arrays(data.error, spec.design, spec.n_design, data.cell,
-                                        spec.levels)
+        spec, data, chain = self.spec, self.data, self.spec.chain
+        node_cell = np.zeros(int(chain.leaves.max()) + 1, dtype=np.int64)
+        node_cell[chain.leaves] = data.cell
+        weights = spec.reference_weights
+        K = len(spec.coords["task"])
+        leaves = CellLeaves.from_arrays(
+            data.error, spec.design, spec.n_design, chain.leaves, chain.leaf_parents,
+            design_group=spec.design_task if K > 1 else None,
+            cell_offset=None if weights is None else weights[node_cell])
         eff = {"intercept": flat_draws(posterior["intercept"])}
         for name, dims in EFFECTS.values():
             if name in posterior:
                 eff[name] = flat_draws(posterior[name].transpose(*SAMPLE_DIMS, *dims))
         f = full_design_means(*design_means(eff, spec, np), spec, np)
         s2 = {c: flat_draws(posterior[SIGMA_PRIORS[c]])[:, None] ** 2 for c in spec.components}
-        top = spec.levels[-1][0] if spec.levels else "cell"
-        return leaves.logp_draws(f, s2["unit:task"], s2["residual"],
-                                 {name: s2[name] for name, _ in spec.levels}, posterior, top,
-                                 chunk)
+        s2e = (flat_draws(posterior["sigma_residual_task"]) ** 2 if K > 1
+               else s2["residual"])
+        offset = flat_draws(posterior["reference_effect"]) if weights is not None else None
+        top = chain.leaf_parents[-1][0] if chain.leaf_parents else "cell"
+        return leaves.logp_draws(f, s2[chain.finest_component], s2e,
+                                 {name: s2[name] for name, _ in chain.leaf_parents}, posterior,
+                                 top, chunk, offset=offset)
 
+
+def _dist(prior: Prior):
+    return getattr(pm, prior.distribution).dist(**prior.parameters)

@@ -9,8 +9,8 @@ import pytest
 
 from misalign.inference.sensitivity import powerscale_table
 from misalign.models.base import flat_draws
+from misalign.models.e1_priors import SIGMA_PRIORS
 from misalign.models.likelihood import SufficientStats, gaussian_marginal_logp
-from misalign.models.priors import SIGMA_PRIORS
 from misalign.models.spec import design_means, full_design_means
 from misalign.models.variance_partition import EFFECTS
 
