@@ -26,10 +26,11 @@ class SufficientStats:
     Generalisations of LIKELIHOOD.md, all exact: the residual variance may differ between
     *groups* of design cells (tasks); each cell may carry a known linear *offset* of extra
     effects (the reference experts' severities: its weight row times the effect vector); and
-    the ratings of a cell may sit in *sub-cells* with an effect of their own (a family's ratings
-    of a cell: lineage). When every cell's sub-cells hold equally many ratings, the sub-cell
-    level integrates out in closed form at pattern cost (``sub``); otherwise pass the sub-cells
-    as the cells and their cells as the first parent level.
+    the ratings of a cell may sit in nested *sub-cells* with effects of their own (an LLM's
+    ratings of a cell inside its family's: llm×unit×task inside lineage). When at every sub-level
+    the children of a node hold equally many ratings, the sub-levels integrate out in closed form
+    at pattern cost (``subs``); otherwise pass the finest nodes as the cells and the levels
+    above them as parents.
     """
 
     n_design: int
@@ -40,15 +41,24 @@ class SufficientStats:
     group_sum_sq: np.ndarray  # Σ y² per group
     group_df: np.ndarray  # Σ (n − 1) over the group's leaves (the finest nodes)
     sum_log_n: float  # Σ log n over the leaves
-    leaf: PatternTable  # the finest nodes: sub-cells, or the cells themselves
-    cell: PatternTable  # the cells (the same table without sub-cells)
-    cell_k: np.ndarray | None  # sub-cells per cell, per cell pattern (None: no sub-cells)
+    tables: list[PatternTable]  # the finest nodes first, the cells last
+    ks: list[np.ndarray]  # per table: (patterns, level) children per node at each sub-level
     parents: list[tuple[str, np.ndarray]]  # level name, parent index of each child node
+    cell_comp: np.ndarray | None = None  # each cell's offset composition (row of comp_weights)
+    comp_weights: np.ndarray | None = None  # (compositions, offsets): distinct weight rows
     grouped: GroupedCells | None = None  # the cell level folded into patterns (grouped.py)
 
     @property
     def sum_sq(self) -> float:
         return float(self.group_sum_sq.sum())
+
+    @property
+    def leaf(self) -> PatternTable:
+        return self.tables[0]
+
+    @property
+    def cell(self) -> PatternTable:
+        return self.tables[-1]
 
     @property
     def cell_n(self) -> np.ndarray:
@@ -58,48 +68,65 @@ class SufficientStats:
     def from_arrays(cls, y: np.ndarray, design: np.ndarray, n_design: int, cell: np.ndarray,
                     parents: list[tuple[str, np.ndarray]], grouped: bool | None = None,
                     design_group: np.ndarray | None = None,
-                    cell_offset: np.ndarray | None = None, sub: np.ndarray | None = None
-                    ) -> SufficientStats:
+                    cell_offset: np.ndarray | None = None,
+                    subs: list[np.ndarray] | None = None) -> SufficientStats:
         """Reduce the ratings once. ``cell``: each rating's cell; ``design_group``: the
         residual group of each design cell (default: one group); ``cell_offset``: (cells ×
-        offsets) weights of each cell's offset; ``sub``: each rating's sub-cell (within its
-        cell; equal sizes per cell). ``grouped``: None picks the faster form (grouped.py)."""
+        offsets) weights of each cell's offset; ``subs``: each rating's node at each sub-level,
+        finest first, nested in one another and in the cells, equal sizes among siblings.
+        ``grouped``: None picks the faster form (grouped.py)."""
         design_group = (np.zeros(n_design, dtype=np.int64) if design_group is None
                         else np.asarray(design_group, dtype=np.int64))
         n_groups = int(design_group.max()) + 1
-        cell_k = None
-        if sub is not None:
-            sub_cell = np.zeros(int(sub.max()) + 1, dtype=np.int64)
-            sub_cell[sub] = cell
-            k = np.bincount(sub_cell, minlength=int(cell.max()) + 1)
-            leaf = PatternTable.build(y, design, n_design, sub, design_group,
-                                      None if cell_offset is None else cell_offset[sub_cell])
-            if np.any(leaf.node_n != (np.bincount(cell, minlength=len(k)) / k)[sub_cell]):
-                raise ValueError("sub-cells of a cell must hold equally many ratings")
-            table = PatternTable.build(y, design, n_design, cell, design_group, cell_offset,
-                                       node_key=k)
-            cell_k = k[np.unique(table.node_pattern, return_index=True)[1]].astype(float)
-        else:
-            table = leaf = PatternTable.build(y, design, n_design, cell, design_group,
-                                              cell_offset)
+        levels = [*(subs or []), cell]
+        tables, ks = [], []
+        kvec = None  # children per node at each sub-level, for the current level's nodes
+        for i, node in enumerate(levels):
+            node_cell = np.zeros(int(node.max()) + 1, dtype=np.int64)
+            node_cell[node] = cell
+            key = None
+            if i > 0:
+                child = levels[i - 1]
+                up = np.zeros(int(child.max()) + 1, dtype=np.int64)
+                up[child] = node
+                k = np.bincount(up, minlength=len(node_cell))
+                sizes = np.bincount(child)
+                if np.any(sizes * k[up] != np.bincount(node)[up]):
+                    raise ValueError("sub-cells of a node must hold equally many ratings")
+                first = np.zeros(len(node_cell), dtype=np.int64)
+                first[up[::-1]] = np.arange(len(up))[::-1]
+                kvec = np.column_stack([kvec[first], k]) if kvec is not None else k[:, None]
+                _, key = np.unique(kvec, axis=0, return_inverse=True)
+            table = PatternTable.build(y, design, n_design, node, design_group,
+                                       node_key=None if key is None else key.ravel())
+            tables.append(table)
+            firsts = np.unique(table.node_pattern, return_index=True)[1]
+            ks.append(np.zeros((len(firsts), 0)) if kvec is None else
+                      kvec[firsts].astype(float))
+        leaf = tables[0]
         stats = cls(
             n_design=n_design, design_n=np.bincount(design, minlength=n_design).astype(float),
             design_sum=np.bincount(design, weights=y, minlength=n_design),
             design_group=design_group, n_groups=n_groups,
             group_sum_sq=np.bincount(design_group[design], weights=y * y, minlength=n_groups),
             group_df=np.bincount(leaf.node_group, weights=leaf.node_n - 1, minlength=n_groups),
-            sum_log_n=float(np.sum(np.log(leaf.node_n))), leaf=leaf, cell=table,
-            cell_k=cell_k, parents=parents)
-        key = table.pat_n * n_groups + table.pattern_group
-        if cell_k is not None:
-            key = key * (int(cell_k.max()) + 1) + cell_k
-        stats.grouped = GroupedCells.build(parents, table, key, force=grouped)
+            sum_log_n=float(np.sum(np.log(leaf.node_n))), tables=tables, ks=ks,
+            parents=parents)
+        if cell_offset is not None:  # constant inside a cell: only the cells' means need it
+            stats.comp_weights, comp = np.unique(np.asarray(cell_offset), axis=0,
+                                                 return_inverse=True)
+            stats.cell_comp = comp.ravel()
+        top = tables[-1]
+        key = (top.pat_n * n_groups + top.pattern_group)[:, None]
+        _, value_key = np.unique(np.column_stack([key, ks[-1]]), axis=0, return_inverse=True)
+        stats.grouped = GroupedCells.build(parents, top, value_key.ravel(), stats.cell_comp,
+                                           force=grouped)
         return stats
 
 
 def _level1(stats: SufficientStats, f, s2e, one: bool, xp, segsum: Callable):
     """The leaves' within sums of squares (blind to leaf-constant offsets: design part only)."""
-    g = xp.dot(stats.leaf.patterns, f)
+    g = stats.leaf.design_means(f, xp)
     terms = stats.leaf.resid_terms(g, 1.0 / stats.leaf.pat_n)
     if one:
         ssw = (stats.sum_sq - 2 * xp.dot(f, stats.design_sum) + xp.dot(stats.design_n, f**2)
@@ -114,42 +141,67 @@ def _level1(stats: SufficientStats, f, s2e, one: bool, xp, segsum: Callable):
             - 0.5 * stats.sum_log_n)
 
 
-def _sub_level(stats: SufficientStats, f, s2e, one: bool, sigma2_sub, xp):
-    """Σ over cells of log R for the equal-size sub-cells integrated into their cell."""
-    leaf, cell, k = stats.leaf, stats.cell, stats.cell_k
-    lam_leaf = 1.0 / (sigma2_sub + (s2e if one else s2e[leaf.pattern_group]) / leaf.pat_n)
-    n_sub = cell.pat_n / k
-    lam_cell = 1.0 / (sigma2_sub + (s2e if one else s2e[cell.pattern_group]) / n_sub)
-    within = (xp.sum(leaf.resid_terms(xp.dot(leaf.patterns, f), lam_leaf / leaf.pat_n**2))
-              - xp.sum(cell.resid_terms(xp.dot(cell.patterns, f), lam_cell / (k * n_sub**2))))
-    return (xp.sum(cell.pat_count * (-0.5 * (k - 1) * LOG_2PI + 0.5 * (k - 1) * xp.log(lam_cell)
-                                     - 0.5 * np.log(k)))
-            - 0.5 * within)
+def _noise(table: PatternTable, kvec: np.ndarray, depth: int, s2e, one: bool, sigma2_subs):
+    """Per pattern of ``table``: the variance, given the effect of its nodes' ``depth``-level
+    ancestor-or-self, of the mean residual of one node at that depth. (Equal sizes make it a
+    function of the pattern.) depth 0: a leaf's σ²_e / n."""
+    noise = (s2e if one else s2e[table.pattern_group]) / (table.pat_n / np.prod(kvec, axis=1))
+    for j in range(depth):
+        noise = (sigma2_subs[j] + noise) / kvec[:, j]
+    return noise
+
+
+def _sub_levels(stats: SufficientStats, f, s2e, one: bool, sigma2_subs: list, xp):
+    """Σ over every sub-level's parents of log R, the children integrated in closed form."""
+    total = 0.0
+    for lev in range(1, len(stats.tables)):
+        child, parent = stats.tables[lev - 1], stats.tables[lev]
+        kc, kp = stats.ks[lev - 1], stats.ks[lev]
+        k = kp[:, lev - 1]
+        lam_child = 1.0 / (sigma2_subs[lev - 1] + _noise(child, kc, lev - 1, s2e, one,
+                                                            sigma2_subs))
+        # The parent's children, seen from the parent's pattern: size n / k, same structure.
+        lam_parent = 1.0 / (sigma2_subs[lev - 1] + _noise(parent, kp, lev - 1, s2e, one,
+                                                          sigma2_subs))
+        n_child = parent.pat_n / k
+        within = (xp.sum(child.resid_terms(child.design_means(f, xp),
+                                           lam_child / child.pat_n**2))
+                  - xp.sum(parent.resid_terms(parent.design_means(f, xp),
+                                              lam_parent / (k * n_child**2))))
+        total = total + (xp.sum(parent.pat_count * (-0.5 * (k - 1) * LOG_2PI
+                                                    + 0.5 * (k - 1) * xp.log(lam_parent)
+                                                    - 0.5 * np.log(k)))
+                         - 0.5 * within)
+    return total
 
 
 def gaussian_marginal_logp(stats: SufficientStats, f, sigma2_cell, sigma2_resid,
                            sigma2: dict, xp=np, segsum: Callable = np_segment_sum, offset=None,
-                           sigma2_sub=None):
+                           sigma2_subs: list | None = None):
     """log p(errors | design-cell means f, σ's) with every nested effect integrated out.
 
     ``sigma2_resid``: a scalar, or one residual variance per group; ``offset``: the values of
-    the offset effects (e.g. expert severities), or None; ``sigma2_sub``: the sub-cell
-    variance (with ``SufficientStats(sub=…)``).
+    the offset effects (e.g. expert severities), or None; ``sigma2_subs``: the variance of each
+    sub-level's effects, finest first (with ``SufficientStats(subs=…)``).
     """
     one = stats.n_groups == 1
     s2e = sigma2_resid
     total = _level1(stats, f, s2e, one, xp, segsum)
     cell = stats.cell
-    noise = (s2e if one else s2e[cell.pattern_group]) / cell.pat_n
-    if stats.cell_k is not None:
-        total = total + _sub_level(stats, f, s2e, one, sigma2_sub, xp)
-        noise = noise + sigma2_sub / stats.cell_k
-    _, g_pat = cell.means(f, offset, xp)
+    depth = len(stats.tables) - 1
+    if depth:
+        total = total + _sub_levels(stats, f, s2e, one, sigma2_subs, xp)
+    noise = _noise(cell, stats.ks[-1], depth, s2e, one, sigma2_subs)
+    g = cell.design_means(f, xp)
+    o = (xp.dot(stats.comp_weights, offset)
+         if stats.comp_weights is not None and offset is not None else None)
     if stats.grouped is not None:
-        return total + stats.grouped.logp(stats.parents, g_pat, sigma2_cell, noise, sigma2,
-                                          xp, segsum)
+        return total + stats.grouped.logp(stats.parents, g, sigma2_cell, noise, sigma2, xp,
+                                          segsum, o)
     p = cell.node_pattern
-    m = (cell.node_sum - g_pat[p]) / cell.node_n
+    m = (cell.node_sum - g[p]) / cell.node_n
+    if o is not None:
+        m = m - o[stats.cell_comp]
     return total + nested_logp(m, sigma2_cell + noise[p], stats.parents, sigma2, xp, segsum)
 
 

@@ -1,7 +1,7 @@
 """Nodes of the likelihood (leaves, or cells) grouped by *pattern*: which design cells a node
-holds and how often, its residual group and its offset weights. Nodes of one pattern enter the
-Gaussian likelihood identically given the parameters, so sums over nodes become sums over
-patterns of fixed data totals (count N_k, Σ S, Σ S² of the nodes' rating sums S)."""
+holds and how often, and its residual group (plus any key the caller adds). Nodes of one pattern
+enter the Gaussian likelihood identically given the parameters, so sums over nodes become sums
+over patterns of fixed data totals (count N_k, Σ S, Σ S² of the nodes' rating sums S)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 
 @dataclass
 class PatternTable:
-    patterns: np.ndarray  # (K, design cells) counts
+    design_rows: np.ndarray  # (distinct design rows, design cells) counts
+    pattern_design: np.ndarray  # (K,) each pattern's row in design_rows
     pattern_group: np.ndarray  # (K,) residual group
-    pattern_offset: np.ndarray | None  # (K, offsets) offset weights per rating of the node
     node_pattern: np.ndarray  # (nodes,) each node's pattern
     node_n: np.ndarray  # (nodes,) ratings per node
     node_sum: np.ndarray  # (nodes,) Σ y per node
@@ -26,10 +26,9 @@ class PatternTable:
 
     @classmethod
     def build(cls, y: np.ndarray, design: np.ndarray, n_design: int, node: np.ndarray,
-              design_group: np.ndarray, node_offset: np.ndarray | None = None,
-              node_key: np.ndarray | None = None) -> PatternTable:
-        """``node``: each rating's node; ``node_offset``: (nodes, offsets) weights;
-        ``node_key``: an extra integer per node that must also match within a pattern."""
+              design_group: np.ndarray, node_key: np.ndarray | None = None) -> PatternTable:
+        """``node``: each rating's node; ``node_key``: an extra integer per node that must also
+        match within a pattern."""
         n_nodes = int(node.max()) + 1
         node_n = np.bincount(node, minlength=n_nodes).astype(np.float64)
         node_sum = np.bincount(node, weights=y, minlength=n_nodes)
@@ -46,8 +45,6 @@ class PatternTable:
         rows = []
         for c, (a, b) in enumerate(zip(starts, np.r_[bounds, len(pn)], strict=True)):
             key = pd_[a:b].tobytes() + b"|" + count[a:b].tobytes()
-            if node_offset is not None:
-                key += b"|" + np.ascontiguousarray(node_offset[c]).tobytes()
             if node_key is not None:
                 key += b"|" + int(node_key[c]).to_bytes(8, "little", signed=True)
             idx = keys.get(key)
@@ -56,26 +53,33 @@ class PatternTable:
                 rows.append((pd_[a:b], count[a:b], c))
             node_pattern[c] = idx
         K = len(rows)
-        patterns = np.zeros((K, n_design))
+        design_keys: dict[bytes, int] = {}
+        pattern_design = np.empty(K, dtype=np.int64)
         for i, (d, n, _) in enumerate(rows):
-            patterns[i, d] = n
+            pattern_design[i] = design_keys.setdefault(d.tobytes() + b"|" + n.tobytes(),
+                                                       len(design_keys))
+        design_rows = np.zeros((len(design_keys), n_design))
+        for i, (d, n, _) in enumerate(rows):
+            design_rows[pattern_design[i], d] = n
         firsts = np.array([c for _, _, c in rows], dtype=np.int64)
         return cls(
-            patterns=patterns, pattern_group=node_group[firsts],
-            pattern_offset=None if node_offset is None else np.asarray(node_offset)[firsts],
+            design_rows=design_rows, pattern_design=pattern_design,
+            pattern_group=node_group[firsts],
             node_pattern=node_pattern, node_n=node_n, node_sum=node_sum, node_group=node_group,
-            pat_n=patterns.sum(axis=1),
+            pat_n=design_rows.sum(axis=1)[pattern_design],
             pat_count=np.bincount(node_pattern, minlength=K).astype(np.float64),
             pat_sum=np.bincount(node_pattern, weights=node_sum, minlength=K),
             pat_sumsq=np.bincount(node_pattern, weights=node_sum**2, minlength=K))
 
-    def means(self, f, offset, xp):
-        """(design part, full) of each pattern's expected node total: Σ_d n_kd f_d, plus the
-        node's offset times its size."""
-        g = xp.dot(self.patterns, f)
-        if self.pattern_offset is None or offset is None:
-            return g, g
-        return g, g + self.pat_n * xp.dot(self.pattern_offset, offset)
+    @property
+    def patterns(self) -> np.ndarray:
+        """(K, design cells) counts of every pattern."""
+        return self.design_rows[self.pattern_design]
+
+    def design_means(self, f, xp):
+        """Σ_d n_kd f_d per pattern (the distinct design rows times f, spread to patterns)."""
+        g = xp.dot(self.design_rows, f)
+        return g if len(self.design_rows) == len(self.pattern_design) else g[self.pattern_design]
 
     def resid_terms(self, g, w):
         """w_k Σ_{nodes of pattern k} (S − g_k)², per pattern."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,24 +16,26 @@ FEW_LEVELS = 5
 class LeafChain:
     """How the ratings of a unit×task cell are nested below it, for the recursion.
 
-    ``cell``: each rating's lowest node (the cells, or finer nodes); ``parents``: the levels
-    above it (cells' levels included); ``sub``: each rating's equal-size sub-cell when one
-    sub-level integrates at pattern cost (``SufficientStats(sub=…)``); ``leaf_component``: the
-    variance of the lowest nodes; ``sub_component``: that of the sub-cells.
+    ``cell``: each rating's lowest node for the recursion (the cells, or finer nodes);
+    ``parents``: the levels above it (the cells' own levels included); ``leaf_component``: the
+    variance of the ``cell`` nodes; ``subs``: each rating's node at each sub-level (finest
+    first) when the sub-levels integrate at pattern cost (``SufficientStats(subs=…)``), with
+    ``sub_components``; ``leaves`` / ``leaf_parents``: the finest nodes and every level above
+    them (the general form: pointwise likelihood, replications).
     """
 
     cell: np.ndarray
     parents: list[tuple[str, np.ndarray]]
     leaf_component: str
-    sub: np.ndarray | None = None
-    sub_component: str | None = None
-    leaves: np.ndarray | None = None  # the finest nodes (sub-cells, or ``cell``)
-    leaf_parents: list[tuple[str, np.ndarray]] | None = None  # levels above ``leaves``
+    leaves: np.ndarray
+    leaf_parents: list[tuple[str, np.ndarray]]
+    subs: list[np.ndarray] = field(default_factory=list)
+    sub_components: list[str] = field(default_factory=list)
 
     @property
     def finest_component(self) -> str:
         """The variance component of the finest nodes."""
-        return self.sub_component or self.leaf_component
+        return self.sub_components[0] if self.subs else self.leaf_component
 
 
 @dataclass
@@ -83,34 +85,38 @@ def _nodes(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return node, cell
 
 
-def _equal_sizes(node: np.ndarray, node_cell: np.ndarray, cell: np.ndarray) -> bool:
-    k = np.bincount(node_cell, minlength=int(cell.max()) + 1)
-    n_cell = np.bincount(cell, minlength=len(k))
-    return bool(np.all(np.bincount(node) * k[node_cell] == n_cell[node_cell]))
+def _equal_sizes(node: np.ndarray, node_parent: np.ndarray, parent: np.ndarray) -> bool:
+    """Do siblings (nodes of one parent) hold equally many ratings?"""
+    k = np.bincount(node_parent, minlength=int(parent.max()) + 1)
+    n_parent = np.bincount(parent, minlength=len(k))
+    return bool(np.all(np.bincount(node) * k[node_parent] == n_parent[node_parent]))
 
 
 def _chain(data: MisalignmentData, fam: np.ndarray | None, lineage: bool, llm_unit: bool,
            levels: list[tuple[str, np.ndarray]]) -> LeafChain:
     cell = data.cell.astype(np.int64)
     if not lineage and not llm_unit:
-        return LeafChain(cell, levels, "unit:task", leaves=cell, leaf_parents=levels)
-    if lineage:
-        fam_node, fam_cell = _nodes(cell, fam[data.llm])
+        return LeafChain(cell, levels, "unit:task", cell, levels)
+    nodes, names, ups = [], [], []  # finest first; ups: each node's parent node
     if llm_unit:
-        llm_node, llm_cell = _nodes(cell, data.llm.astype(np.int64))
-    if lineage and llm_unit:
-        llm_fam = np.zeros(int(llm_node.max()) + 1, dtype=np.int64)
-        llm_fam[llm_node] = fam_node
-        parents = [("lineage", llm_fam), ("unit:task", fam_cell), *levels]
-        return LeafChain(llm_node, parents, "llm:unit:task", leaves=llm_node,
-                         leaf_parents=parents)
-    node, node_cell, name = (fam_node, fam_cell, "lineage") if lineage else (
-        llm_node, llm_cell, "llm:unit:task")
-    full = [("unit:task", node_cell), *levels]
-    if _equal_sizes(node, node_cell, cell):
-        return LeafChain(cell, levels, "unit:task", sub=node, sub_component=name, leaves=node,
-                         leaf_parents=full)
-    return LeafChain(node, full, name, leaves=node, leaf_parents=full)
+        node, _ = _nodes(cell, data.llm.astype(np.int64))
+        nodes.append(node)
+        names.append("llm:unit:task")
+    if lineage:
+        node, _ = _nodes(cell, fam[data.llm])
+        nodes.append(node)
+        names.append("lineage")
+    for child, parent in zip(nodes, [*nodes[1:], cell], strict=True):
+        up = np.zeros(int(child.max()) + 1, dtype=np.int64)
+        up[child] = parent
+        ups.append(up)
+    full = [(n, up) for n, up in zip([*names[1:], "unit:task"], ups, strict=True)] + levels
+    equal = all(_equal_sizes(c, up, p) for c, up, p in
+                zip(nodes, ups, [*nodes[1:], cell], strict=True))
+    if equal:
+        return LeafChain(cell, levels, "unit:task", nodes[0], full, subs=nodes,
+                         sub_components=names)
+    return LeafChain(nodes[0], full, names[0], nodes[0], full)
 
 
 def make_spec(data: MisalignmentData, likelihood: str = "gaussian") -> ModelSpec:
@@ -136,16 +142,18 @@ def make_spec(data: MisalignmentData, likelihood: str = "gaussian") -> ModelSpec
         llm_node, _ = _nodes(cell, data.llm.astype(np.int64))
         llm_per_fam = np.bincount(_nodes(fam_node, llm_node)[1])
         lineage = bool((llm_per_fam > 1).any() and len(fam_cell) > len(np.unique(fam_cell)))
-    rep_node, _ = _nodes(cell, data.llm.astype(np.int64), data.prompt.astype(np.int64))
-    replicates = bool(np.bincount(rep_node).max() > 1)
+    # llm×unit×task: an LLM's own error on a cell, shared by its prompts and replicates; told
+    # from the residual wherever an LLM rated a cell more than once.
+    llm_cell_node, _ = _nodes(cell, data.llm.astype(np.int64))
+    repeated = bool(np.bincount(llm_cell_node).max() > 1)
     weights = data.reference_weights
     reference = weights is not None and weights.shape[1] > 1
     present = {"llm": L > 1, "prompt": P > 1, "task": K > 1, "family": fam is not None,
                "llm:prompt": L > 1 and P > 1, "llm:task": L > 1 and K > 1,
                "prompt:task": P > 1 and K > 1, "llm:prompt:task": L > 1 and P > 1 and K > 1,
                "unit:task": True, "residual": True, "reference": reference,
-               "lineage": lineage and gaussian, "llm:unit:task": replicates and gaussian}
-    if not gaussian and (lineage or replicates):
+               "lineage": lineage and gaussian, "llm:unit:task": repeated and gaussian}
+    if not gaussian and (lineage or repeated):
         notes.append("the Student-t model has no lineage or llm×unit×task term: those errors "
                      "count as residual there; use --likelihood gaussian to separate them")
     levels = _identified_levels(data.parents)
@@ -193,6 +201,16 @@ def within_family_basis(llm_family: np.ndarray) -> np.ndarray:
             v[members[j]] = -j
             cols.append(v / np.linalg.norm(v))
     return np.column_stack(cols) if cols else np.zeros((L, 0))
+
+
+def zero_sum_basis(sizes: list[int]) -> np.ndarray:
+    """Orthonormal basis (Π n × Π (n − 1)) of arrays that sum to zero along every axis: the
+    Kronecker product of one Helmert basis per axis. B z with z ~ N(0, σ² I) is exactly
+    ``pm.ZeroSumNormal(σ, n_zerosum_axes=len(sizes))``, with a far smaller graph to compile."""
+    out = np.ones((1, 1))
+    for n in sizes:
+        out = np.kron(out, within_family_basis(np.zeros(n, dtype=np.int64)))
+    return out
 
 
 def within_family_labels(llm_family: np.ndarray, llms: list[str], families: list[str]

@@ -46,6 +46,7 @@ from .spec import (
     make_spec,
     within_family_basis,
     within_family_labels,
+    zero_sum_basis,
 )
 
 EFFECTS = {  # component -> (posterior variable, dims)
@@ -103,7 +104,7 @@ class VariancePartitionModel(BayesianModel):
         return {"model": "variance_partition", "likelihood": self.likelihood,
                 "prior_structure": self.prior_structure, "components": self.spec.components,
                 "levels": [name for name, _ in self.spec.levels],
-                "sub_cells": chain.sub_component if chain is not None else None,
+                "sub_levels": chain.sub_components if chain is not None else [],
                 "error_scale": self.data.error_scale, "task_scale": self.data.task_scale,
                 "error_sd": self.error_sd, "reference_kappa": self.reference_kappa,
                 "warnings": self.spec.warnings}
@@ -226,25 +227,43 @@ class VariancePartitionModel(BayesianModel):
                 for c in comps}
 
     def _residual_variances(self, sigma_residual):
-        """σ²_residual per task, spread on the log scale by τ around a rating-weighted mean
-        equal to σ_residual² (so the component's variance per rating is σ_residual²)."""
+        """σ²_residual per task: log SDs u_k (zero-sum, spread τ) around a rating-weighted mean
+        variance equal to σ_residual² (so the component's variance per rating is
+        σ_residual²). Centred: each task's residual variance is pinned by its thousands of
+        ratings (non-centred, that tight posterior cost ~2.5× the leapfrog steps)."""
         K = len(self.spec.coords["task"])
         if K == 1:
             return sigma_residual**2
         tau = self.priors["tau_residual"].create_variable("tau_residual")
-        z = pm.Normal("residual_task_z", 0.0, 1.0, dims="task")
-        w = pt.exp(2.0 * tau * z)
+        u = self._zero_sum("residual_task_log_sd", ("task",), tau)
+        w = pt.exp(2.0 * u)
         s2 = sigma_residual**2 * w / pt.dot(self.task_weight, w)
         pm.Deterministic("sigma_residual_task", pt.sqrt(s2), dims="task")
         return s2
+
+    def _zero_sum(self, name: str, dims: tuple[str, ...], sigma, centred: bool = True):
+        """A zero-sum effect over ``dims`` as an orthonormal basis times free coordinates
+        (``spec.zero_sum_basis``): the distribution of ``pm.ZeroSumNormal``, centred (coordinates
+        ~ N(0, σ)) or not (~ N(0, 1), times σ)."""
+        sizes = [len(self.spec.coords[d]) for d in dims]
+        basis = zero_sum_basis(sizes)
+        model = pm.modelcontext(None)
+        free = f"{name}_basis"
+        model.add_coord(free, [str(i + 1) for i in range(basis.shape[1])])
+        if centred:
+            z = pm.Normal(f"{name}_free", 0.0, sigma, dims=free)
+            value = pt.dot(basis, z)
+        else:
+            z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=free)
+            value = sigma * pt.dot(basis, z)
+        return pm.Deterministic(name, value.reshape(sizes), dims=dims)
 
     def _design_means(self, sig: dict) -> tuple[pt.TensorVariable, pt.TensorVariable]:
         """Create the crossed-effect variables; return (base, rest) from ``design_means``."""
         spec, comps = self.spec, set(self.spec.components)
         eff = {"intercept": self.priors["intercept"].create_variable("intercept")}
         if spec.has_family:
-            eff["family_effect"] = pm.ZeroSumNormal("family_effect", sigma=sig["family"],
-                                                    dims="family")
+            eff["family_effect"] = self._zero_sum("family_effect", ("family",), sig["family"])
             basis = within_family_basis(spec.llm_family)
             if "llm" in comps and basis.shape[1] > 0:
                 pm.modelcontext(None).add_coord("llm_contrast", within_family_labels(
@@ -252,16 +271,10 @@ class VariancePartitionModel(BayesianModel):
                 z = pm.Normal("llm_within_family", 0.0, sig["llm"], dims="llm_contrast")
                 eff["llm_effect"] = pm.Deterministic("llm_effect", pt.dot(basis, z), dims="llm")
         elif "llm" in comps:
-            eff["llm_effect"] = pm.ZeroSumNormal("llm_effect", sigma=sig["llm"], dims="llm")
+            eff["llm_effect"] = self._zero_sum("llm_effect", ("llm",), sig["llm"])
         for comp, (name, dims) in EFFECTS.items():
-            if comp not in comps or comp in ("llm", "family"):
-                continue
-            if comp in NON_CENTRED:
-                z = pm.ZeroSumNormal(f"{name}_z", sigma=1.0, dims=dims, n_zerosum_axes=len(dims))
-                eff[name] = pm.Deterministic(name, sig[comp] * z, dims=dims)
-            else:
-                eff[name] = pm.ZeroSumNormal(name, sigma=sig[comp], dims=dims,
-                                             n_zerosum_axes=len(dims))
+            if comp in comps and comp not in ("llm", "family"):
+                eff[name] = self._zero_sum(name, dims, sig[comp], comp not in NON_CENTRED)
         return design_means(eff, spec, pt)
 
     def build_model(self, generative: bool = False) -> pm.Model:
@@ -280,8 +293,7 @@ class VariancePartitionModel(BayesianModel):
             s2e = self._residual_variances(sig["residual"])
             offset = None
             if spec.reference_weights is not None:
-                offset = pm.ZeroSumNormal("reference_effect", sigma=sig["reference"],
-                                          dims="expert")
+                offset = self._zero_sum("reference_effect", ("expert",), sig["reference"])
             if generative:  # forward sampling from the prior: no likelihood
                 if self.likelihood == "student":
                     self.priors["nu_minus_2"].create_variable("nu_minus_2")
@@ -301,12 +313,12 @@ class VariancePartitionModel(BayesianModel):
         stats = SufficientStats.from_arrays(
             data.error, spec.design, spec.n_design, chain.cell, chain.parents,
             design_group=spec.design_task if len(spec.coords["task"]) > 1 else None,
-            cell_offset=None if weights is None else weights[node_cell], sub=chain.sub)
+            cell_offset=None if weights is None else weights[node_cell], subs=chain.subs)
         pm.Potential("marginal_loglik", gaussian_marginal_logp(
             stats, full_design_means(base, rest, spec, pt), sig[chain.leaf_component] ** 2,
             s2e, {name: sig[name] ** 2 for name, _ in chain.parents}, xp=pt,
             segsum=pt_segment_sum, offset=offset,
-            sigma2_sub=sig[chain.sub_component] ** 2 if chain.sub is not None else None))
+            sigma2_subs=[sig[c] ** 2 for c in chain.sub_components]))
 
     def _student(self, model: pm.Model, base, rest, sig: dict, s2e, offset) -> None:
         spec, data = self.spec, self.data

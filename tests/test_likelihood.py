@@ -79,38 +79,52 @@ def test_cell_prior_equals_dense():
     assert fast == pytest.approx(dense, abs=1e-8)
 
 
-def test_model_potential_matches_rowwise_dense():
-    """Through the PyMC model: effects assembled per rating by hand, then the dense MVN."""
+@pytest.mark.parametrize("structure", ["budget", "independent"])
+def test_model_potential_matches_rowwise_dense(structure):
+    """Through the PyMC model (three-way effect, lineage and llm×unit×task levels, per-task
+    residuals): a point drawn from the generative prior, effects assembled per rating by hand,
+    then the dense MVN."""
     import pymc as pm
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         data = _data(7)
-        model = VariancePartitionModel(data)
+        model = VariancePartitionModel(data, prior_structure=structure)
         m = model.build_model()
-    with m, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the Potential is what we evaluate here
+        gen = model.build_model(generative=True)
+    assert {"lineage", "llm:unit:task", "llm:prompt:task"} <= set(model.spec.components)
+    with gen, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         point = pm.sample_prior_predictive(draws=1, random_seed=4)["prior"].to_dataset().isel(
             chain=0, draw=0)
-    replace = {rv: pt.constant(point[rv.name].values) for rv in m.free_RVs}
+    v = {k: point[k].values for k in point.data_vars}
+    comps = model.spec.components
+    values = dict(v)
+    if structure == "budget":  # the sampling form's free variables from the generative point
+        values["log_variance"] = np.log([v[f"sigma_{c.replace(':', '_')}"] ** 2
+                                         * model.kappa(c) for c in comps])
+    replace = {rv: pt.constant(values[rv.name]) for rv in m.free_RVs}
     pot = graph_replace(m["marginal_loglik"], replace=replace, strict=False)
     got = float(pot.eval())
 
-    v = {k: point[k].values for k in point.data_vars}
-    lab = data.labels
     fam = model.spec.llm_family
     mean = np.empty(data.n_ratings)
     for i in range(data.n_ratings):
         k, j, p = data.task[i], data.llm[i], data.prompt[i]
         mean[i] = (v["intercept"] + v["llm_effect"][j] + v["family_effect"][fam[j]]
                    + v["prompt_effect"][p] + v["task_effect"][k] + v["llm_prompt_effect"][j, p]
-                   + v["llm_task_effect"][j, k] + v["prompt_task_effect"][p, k])
-    s2 = {c: float(v[f"sigma_{c.replace(':', '_')}"]) ** 2
-          for c in ("unit:task", "unit", "transcript", "teacher")}
-    dense = dense_gaussian_logp(data.error, mean, _groups(data, model.spec, s2),
-                                float(v["sigma_residual"]) ** 2)
+                   + v["llm_task_effect"][j, k] + v["prompt_task_effect"][p, k]
+                   + v["llm_prompt_task_effect"][j, p, k])
+    s2 = {c: float(v[f"sigma_{c.replace(':', '_')}"]) ** 2 for c in comps}
+    chain = model.spec.chain
+    node = chain.leaves.copy()
+    groups = [(node.copy(), s2[chain.finest_component])]
+    for name, idx in chain.leaf_parents:
+        node = idx[node]
+        groups.append((node.copy(), s2[name]))
+    s2e = v["sigma_residual_task"] ** 2
+    dense = dense_gaussian_logp(data.error, mean, groups, s2e[data.task])
     assert got == pytest.approx(dense, abs=1e-8)
-    assert len(lab["llm"]) == 4
 
 
 def test_balanced_study_uses_the_folded_form(small_study):
@@ -215,13 +229,13 @@ def test_equal_size_sub_cells_integrate_in_closed_form(grouped):
     weights = np.eye(3)[rng.integers(0, 3, n_cells)]
     stats = SufficientStats.from_arrays(data.error, spec.design, spec.n_design, data.cell,
                                         spec.levels, grouped=grouped, design_group=design_task,
-                                        cell_offset=weights, sub=leaf)
-    assert stats.cell_k is not None and (stats.grouped is not None) == grouped
+                                        cell_offset=weights, subs=[leaf])
+    assert len(stats.tables) == 2 and (stats.grouped is not None) == grouped
     f, rho = rng.normal(size=spec.n_design), rng.normal(size=3)
     s2e = np.array([0.5, 0.8, 0.3])
     s2 = {"unit": 0.3, "transcript": 0.2, "teacher": 0.5}
     levels = {n: s2[n] for n, _ in spec.levels}
-    fast = gaussian_marginal_logp(stats, f, 0.4, s2e, levels, offset=rho, sigma2_sub=0.25)
+    fast = gaussian_marginal_logp(stats, f, 0.4, s2e, levels, offset=rho, sigma2_subs=[0.25])
     general = SufficientStats.from_arrays(
         data.error, spec.design, spec.n_design, leaf, [("unit:task", leaf_cell)] + spec.levels,
         grouped=False, design_group=design_task, cell_offset=weights[leaf_cell])
@@ -239,4 +253,39 @@ def test_equal_size_sub_cells_integrate_in_closed_form(grouped):
         uneven = leaf.copy()
         uneven[np.flatnonzero(leaf == leaf[0])[:1]] = leaf.max() + 1  # one rating moved off
         SufficientStats.from_arrays(data.error, spec.design, spec.n_design, data.cell,
-                                    spec.levels, sub=uneven)
+                                    spec.levels, subs=[uneven])
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["per-cell", "grouped"])
+def test_two_sub_levels_integrate_in_closed_form(grouped):
+    """llm×unit×task inside lineage inside the cell, both folded at pattern cost, against the
+    dense MVN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        frame = tiny_unbalanced_frame(seed=9, drop=0.0)
+        frame = frame.drop_duplicates(["unit_id", "task", "llm", "prompt"])
+        data = MisalignmentData.from_frame(frame, "raw", {"T1": 1.0, "T2": 1.0, "T3": 1.0})
+        spec = make_spec(data)
+    rng = np.random.default_rng(12)
+    fam_leaf, _ = _leaves_below_cells(data)
+    llm_key = data.cell.astype(np.int64) * 4 + data.llm
+    _, llm_leaf = np.unique(llm_key, return_inverse=True)
+    llm_leaf = llm_leaf.ravel()
+    design_task = np.arange(spec.n_design) // (spec.n_design // 3)
+    stats = SufficientStats.from_arrays(data.error, spec.design, spec.n_design, data.cell,
+                                        spec.levels, grouped=grouped, design_group=design_task,
+                                        subs=[llm_leaf, fam_leaf])
+    assert len(stats.tables) == 3 and (stats.grouped is not None) == grouped
+    f = rng.normal(size=spec.n_design)
+    s2e = np.array([0.5, 0.8, 0.3])
+    s2 = {"unit": 0.3, "transcript": 0.2, "teacher": 0.5}
+    fast = gaussian_marginal_logp(stats, f, 0.4, s2e, {n: s2[n] for n, _ in spec.levels},
+                                  sigma2_subs=[0.15, 0.25])
+    groups = [(llm_leaf.copy(), 0.15), (fam_leaf.copy(), 0.25), (data.cell.copy(), 0.4)]
+    node = data.cell.copy()
+    for name, idx in spec.levels:
+        node = idx[node]
+        groups.append((node.copy(), s2[name]))
+    dense = dense_gaussian_logp(data.error, f[spec.design], groups,
+                                s2e[design_task[spec.design]])
+    assert fast == pytest.approx(dense, abs=1e-8, rel=1e-12)

@@ -13,8 +13,8 @@ def test_defaults_scale_with_the_data():
     b = default_priors(2.0, ["llm", "prompt", "unit:task", "residual"], student=False,
                        n_tasks=3)
     assert b["sigma_total"] == Prior("HalfNormal", sigma=3.0)
-    assert b["aggregate_shares"].parameters["a"] == [1.0, 1.0, 1.0]
-    assert b["shares_attributable"].parameters["a"] == [1.0, 1.0]
+    assert list(b["aggregate_shares"].parameters["a"]) == [1.0, 1.0, 1.0]
+    assert list(b["shares_attributable"].parameters["a"]) == [1.0, 1.0]
     assert "sigma_llm" not in b and "tau_residual" in b
 
 
