@@ -1,10 +1,12 @@
-"""A simulated study with known truth, calibrated to the reference design (STUDY.md).
+"""A simulated study with known truth, calibrated to the reference design (docs/estimands.md).
 
 Generative story, per task on a standardized latent scale (task centre + SD in rubric points):
 true quality θ = teacher + transcript + unit + unit×task; experts score θ plus rater severity and
-noise; LLMs score (1 − compression)·θ plus the misalignment error (bias, llm, family, prompt, task,
-their two-way interactions, a unit×task error every LLM shares, unit, transcript and teacher
-errors, and noise). Every score is rounded and clipped to its task's ordinal scale. Teacher
+noise; LLMs score (1 − compression)·θ plus the misalignment error: bias, llm, family, prompt,
+task, their two- and three-way interactions, a unit×task error every LLM shares, unit,
+transcript and teacher errors, a family×unit×task error the LLMs of one family share
+(lineage), an llm×unit×task error one LLM makes on a cell whatever the prompt, and noise whose
+SD differs by task. Every score is rounded and clipped to its task's ordinal scale. Teacher
 value-added depends on true teaching quality; each LLM has a benchmark score.
 """
 
@@ -42,9 +44,12 @@ PROMPTS = ("base", "cot", "rag")
 # Generating variances of the misalignment error on the latent SD scale (before rounding).
 ERROR_VARIANCES = {
     "llm": 0.06, "family": 0.07, "prompt": 0.04, "llm:prompt": 0.016, "llm:task": 0.048,
-    "prompt:task": 0.016, "task": 0.05,
-    "unit:task": 0.15, "unit": 0.06, "transcript": 0.03, "teacher": 0.02, "residual": 0.24,
+    "prompt:task": 0.016, "llm:prompt:task": 0.012, "task": 0.05,
+    "unit:task": 0.15, "unit": 0.06, "transcript": 0.03, "teacher": 0.02, "lineage": 0.03,
+    "llm:unit:task": 0.02, "residual": 0.24,
 }
+# The noise SD of each task relative to the residual's (within-cell variance differs by task).
+RESIDUAL_TASK_SD = (1.0, 0.85, 1.15, 1.2, 0.9, 1.0, 0.8)
 # Variances of true quality θ (sum to 1).
 QUALITY_VARIANCES = {"teacher": 0.30, "transcript": 0.15, "unit": 0.20, "unit:task": 0.35}
 
@@ -65,6 +70,7 @@ class SimulationConfig:
     bias: float = 0.2
     replicates: int = 1
     error_variances: dict = field(default_factory=lambda: dict(ERROR_VARIANCES))
+    residual_task_sd: tuple[float, ...] = RESIDUAL_TASK_SD
     va_reliability: float = 0.3
     population_factor: int = 100
     seed: int = 20240501
@@ -147,7 +153,9 @@ def _fixed_effects(cfg: SimulationConfig, rng: np.random.Generator) -> dict[str,
         "task": _zero_sum(rng, (K,), v["task"]),
         "llm:prompt": _zero_sum(rng, (L, P), v["llm:prompt"]),
         "llm:task": _zero_sum(rng, (L, K), v["llm:task"]),
-        "prompt:task": _zero_sum(rng, (P, K), v["prompt:task"]), "family_index": fam,
+        "prompt:task": _zero_sum(rng, (P, K), v["prompt:task"]),
+        "llm:prompt:task": _zero_sum(rng, (L, P, K), v.get("llm:prompt:task", 0.0)),
+        "family_index": fam,
     }
 
 
@@ -189,22 +197,36 @@ def _block(cfg: SimulationConfig, fx: dict, rng: np.random.Generator, n_teachers
     err = (cfg.bias
            + fx["llm"][None, None, :, None] + fx["prompt"][None, None, None, :]
            + fx["task"][None, :, None, None] + fx["llm:prompt"][None, None, :, :]
-           + fx["llm:task"].T[None, :, :, None] + fx["prompt:task"].T[None, :, None, :])
+           + fx["llm:task"].T[None, :, :, None] + fx["prompt:task"].T[None, :, None, :]
+           + np.moveaxis(fx["llm:prompt:task"], -1, 0)[None])
     shared = (rng.normal(0, sd(v["unit:task"]), (U, K))
               + (rng.normal(0, sd(v["unit"]), U) + rng.normal(0, sd(v["transcript"]), G)[g_of_u]
                  + rng.normal(0, sd(v["teacher"]), T)[t_of_u])[:, None])
-    latent = ((1 - cfg.compression) * theta + shared)[:, :, None, None, None] + err[..., None]
-    latent = latent + rng.normal(0, sd(v["residual"]), (U, K, L, P, R))
+    fam = fx["family_index"]
+    own = (rng.normal(0, sd(v.get("lineage", 0.0)), (U, K, int(fam.max()) + 1))[:, :, fam]
+           + rng.normal(0, sd(v.get("llm:unit:task", 0.0)), (U, K, L)))
+    latent = (((1 - cfg.compression) * theta + shared)[:, :, None, None, None] + err[..., None]
+              + own[:, :, :, None, None])
+    noise_sd = sd(v["residual"]) * np.resize(np.asarray(cfg.residual_task_sd, float), K)
+    latent = latent + rng.normal(0, 1, (U, K, L, P, R)) * noise_sd[None, :, None, None, None]
     llm_scores = to_scale(latent, 1)
     return {"teacher_q": teacher_q, "e1": e1, "e2": e2, "rater1": rater1, "rater2": rater2,
             "second": second, "llm": llm_scores, "lo": lo, "hi": hi}
 
 
+def _reference_weights(b: dict, n_experts: int) -> np.ndarray:
+    """(units, experts): each unit's reference as weights on the experts (one rater scores every
+    task of a unit)."""
+    U = len(b["rater1"])
+    w = np.zeros((U, n_experts))
+    w[np.arange(U), b["rater1"]] += np.where(b["second"], 0.5, 1.0)
+    w[np.arange(U)[b["second"]], b["rater2"][b["second"]]] += 0.5
+    return w
+
+
 def _errors(b: dict, scale: np.ndarray) -> np.ndarray:
     ref = np.where(b["second"][:, None], (b["e1"] + b["e2"]) / 2, b["e1"])
-    e = (b["llm"] - ref[:, :, None, None, None]) / scale[None, :, None, None, None]
-    U, K = ref.shape
-    return e.reshape(U, K, -1)
+    return (b["llm"] - ref[:, :, None, None, None]) / scale[None, :, None, None, None]
 
 
 def _expert_sd(b: dict) -> np.ndarray:
@@ -311,7 +333,8 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
         fam_names = sorted(set(fams))
         llm_family = fx["family_index"] if len(fam_names) > 1 else None
         pop_rng = np.random.default_rng([cfg.seed, 1])
-        accs = {s: AnovaAccumulator(nu, ng) for s in ("expert-sd", "raw")}
+        accs = {s: AnovaAccumulator(nu, ng, (K, L, P, R), fx["family_index"], cfg.n_experts)
+                for s in ("expert-sd", "raw")}
         scales = {"expert-sd": expert_sd, "raw": np.ones(K)}
         n_pop = max(cfg.n_teachers * cfg.population_factor, 2000)
         chunk = max(1, 20000 // (ng * nu))
@@ -320,16 +343,17 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
             n = min(chunk, n_pop - done)
             pb = _block(cfg, fx, pop_rng, n)
             for s, acc in accs.items():
-                acc.add(_errors(pb, scales[s]))
+                acc.add(_errors(pb, scales[s]), _reference_weights(pb, cfg.n_experts))
             done += n
         truth["error_scales"] = {}
         for s, acc in accs.items():
-            var = acc.variances(L, P, R, llm_family)
+            var = acc.variances(llm_family is not None)
             truth["error_scales"][s] = {"variances": var, **true_shares(var)}
         truth["population_teachers"] = n_pop
         truth["definition"] = (
             "finite-population shares on the error scale after rounding: the balanced ANOVA of a "
-            f"population of {n_pop} teachers drawn with the same fixed effects (see "
+            f"population of {n_pop} teachers drawn with the same fixed effects; crossed and "
+            "reference components as variances over ratings of the realised effects (see "
             "misalign.data.truth)")
     return SimulatedStudy(ratings=ratings, tasks=tasks, teachers=teachers, llms=llms,
                           truth=truth, config=cfg)

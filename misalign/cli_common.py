@@ -72,7 +72,7 @@ ChainsOpt = Annotated[int, typer.Option(min=1, help="Chains (4 or more for the g
 SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
 TargetAcceptOpt = Annotated[float | None, typer.Option(min=0.5, max=0.999, help=(
     "NUTS target acceptance; raise it if the gate reports divergences. Default: the model's "
-    "(E1 0.95, G-study 0.8)."))]
+    "(E1 0.9, G-study 0.8)."))]
 PriorsOpt = Annotated[Path | None, typer.Option(help="TOML file of prior overrides by name.")]
 StrictOpt = Annotated[bool, typer.Option(help="Exit 3 if the diagnostics gate fails.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]

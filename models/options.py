@@ -22,7 +22,7 @@ class SamplerConfig:
     """How to sample.
 
     ``target_accept=None`` means the model's own default (``BayesianModel.default_target_accept``:
-    0.95 for E1, whose few-level factors need small steps; 0.8 for the G-study, which has none).
+    0.9 for E1, 0.8 for the G-study).
     """
 
     sampler: str = "nutpie"

@@ -159,7 +159,7 @@ def test_with_priors_keeps_data_and_options(gstudy_file):
 
 
 def test_each_model_resolves_its_own_target_accept(e1_file, gstudy_file):
-    assert e1_file[0].model.fit_config["target_accept"] == 0.95
+    assert e1_file[0].model.fit_config["target_accept"] == 0.9
     assert gstudy_file[0].model.fit_config["target_accept"] == 0.8
     assert SamplerConfig(target_accept=0.9).resolved(0.8).target_accept == 0.9
 
