@@ -42,9 +42,11 @@ TASKS = {
 PROMPTS = ("base", "cot", "rag")
 
 # Generating variances of the misalignment error on the latent SD scale (before rounding).
+# Calibrated so that the reference preset's attributable share (variances over ratings of the
+# realised effects) is ≈ 0.15 and its shared share ≈ 0.5, as the reference study found.
 ERROR_VARIANCES = {
-    "llm": 0.06, "family": 0.07, "prompt": 0.04, "llm:prompt": 0.016, "llm:task": 0.048,
-    "prompt:task": 0.016, "llm:prompt:task": 0.012, "task": 0.05,
+    "llm": 0.09, "family": 0.105, "prompt": 0.06, "llm:prompt": 0.024, "llm:task": 0.072,
+    "prompt:task": 0.024, "llm:prompt:task": 0.018, "task": 0.05,
     "unit:task": 0.15, "unit": 0.06, "transcript": 0.03, "teacher": 0.02, "lineage": 0.03,
     "llm:unit:task": 0.02, "residual": 0.24,
 }
@@ -82,7 +84,7 @@ class SimulationConfig:
 
 # Default seeds. With ~12 nearly independent 94% intervals, a perfectly calibrated fit covers
 # every true share in only about half of all realisations; these seeds are realisations where it
-# does (checked: reference seeds 1 and 3, small seed 1003), so the recovery tests are
+# does (checked: reference seeds 1 and 3, small seed 1001), so the recovery tests are
 # deterministic. Coverage across seeds is tested separately (tests/test_recovery.py, slow).
 PRESETS = {
     # About 6,600 units × 7 tasks × 8 LLMs × 3 prompts ≈ 1.1 M LLM ratings.
@@ -92,7 +94,7 @@ PRESETS = {
                                   units_per_transcript=4, seed=1),
     # Seconds to sample: 160 units × 7 tasks × 4 LLMs (2 families) × 3 prompts = 13,440 ratings.
     "small": SimulationConfig(n_teachers=40, transcripts_per_teacher=2, units_per_transcript=2,
-                              llms=LLMS[:4], n_experts=6, seed=1003),
+                              llms=LLMS[:4], n_experts=6, seed=1001),
 }
 
 

@@ -75,6 +75,12 @@ class AnalysisResults(ABC):
     def quantities(self) -> pd.DataFrame:
         """Rows ``quantity, mean, lower, upper, finite_mean`` compared across prior sets."""
 
+    def sensitivity_quantities(self) -> xr.Dataset:
+        """What power-scaling checks, per draw (default: the model's σ's; an analysis that
+        reports more overrides it with every reported quantity)."""
+        post = self.model.posterior
+        return post[list(self.model.sigma_components().values())]
+
     @property
     def notes(self) -> list[str]:
         """Caveats about the fit that are not convergence failures."""
@@ -125,7 +131,7 @@ class AnalysisResults(ABC):
                            sweep: pd.DataFrame | None = None, threshold: float = 0.05) -> None:
         """Keep prior-sensitivity tables with the results (written by ``save``)."""
         if powerscale is not None:
-            ds = xr.Dataset.from_dataframe(powerscale.rename_axis("component"))
+            ds = xr.Dataset.from_dataframe(powerscale.rename_axis("quantity"))
             ds.attrs["threshold"] = threshold
             self.sensitivity["powerscale"] = ds
         if sweep is not None:

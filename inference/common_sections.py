@@ -30,13 +30,14 @@ def sensitivity_section(res: Any) -> Section | None:
     if "powerscale" in stored:
         ps = stored["powerscale"]
         sec.text.append(
-            "Power-scaling (Kallioinen et al. 2024): how much each σ's posterior moves when the "
-            "prior or the likelihood is raised to a power near 1. Above "
-            f"{ps.attrs.get('threshold', 0.05)} the quantity is sensitive; ArviZ's diagnosis "
-            "says whether the prior dominates or the two conflict.")
+            "Power-scaling (Kallioinen et al. 2024): how much each reported quantity's "
+            "posterior moves when the prior or the likelihood is raised to a power near 1. "
+            f"Above {ps.attrs.get('threshold', 0.05)} the quantity is sensitive; ArviZ's "
+            "diagnosis says whether the prior dominates or the two conflict.")
         frame = ps.to_dataframe().reset_index()
+        label = "quantity" if "quantity" in frame else "component"  # older files: σ's only
         sec.tables.append(TableSpec(
-            "powerscale", "power-scaling sensitivity of the σ's", frame, labels=["component"],
+            "powerscale", "power-scaling sensitivity", frame, labels=[label],
             values={"prior": "prior", "likelihood": "likelihood",
                     "diagnosis": "diagnosis"}))
     if "sweep" in stored:

@@ -16,6 +16,7 @@ from misalign.models.options import SamplerConfig
 
 from . import e1_sections
 from .analysis import AnalysisResults
+from .bias import compute_bias, size_table
 from .sections import Section
 from .shares import SHARE_VARS, compute_shares, share_table
 
@@ -24,19 +25,40 @@ NU_WARN = 4.0
 
 class E1Results(AnalysisResults):
     model_class = VariancePartitionModel
-    derived_groups = ("shares",)
+    derived_groups = ("shares", "bias")
     model: VariancePartitionModel
 
     @classmethod
     def compute_derived(cls, model: VariancePartitionModel) -> dict[str, xr.Dataset]:
-        return {"shares": compute_shares(model)}
+        shares = compute_shares(model)
+        return {"shares": shares, "bias": compute_bias(model, model.posterior, shares)}
 
     @property
     def shares(self) -> xr.Dataset:
         return self.derived["shares"]
 
+    @property
+    def bias(self) -> xr.Dataset:
+        """Overall bias, bias per task, total error SD and every LLM's, prompt's and
+        LLM × prompt's bias, per draw (``inference/bias.py``)."""
+        return self.derived["bias"]
+
     def gate_variables(self) -> xr.Dataset:
-        return self.shares[list(SHARE_VARS)]
+        return xr.Dataset({v: self.shares[v] for v in SHARE_VARS} | dict(self.bias.data_vars))
+
+    def sensitivity_quantities(self) -> xr.Dataset:
+        """Every reported share and aggregate (``share:llm (superpop)``, ``aggregate:shared
+        (finite)``, …), the overall bias and the total error SD, as scalars per draw."""
+        out = {}
+        for kind, short in (("superpopulation", "superpop"), ("finite_population", "finite")):
+            for dim, var, prefix in (("aggregate", f"{kind}_aggregate", "aggregate"),
+                                     ("component", kind, "share")):
+                da = self.shares[var]
+                for name in da[dim].values.tolist():
+                    out[f"{prefix}:{name} ({short})"] = da.sel({dim: name}, drop=True)
+        out["overall bias"] = self.bias["overall_bias"]
+        out["total error SD"] = self.bias["total_error_sd"]
+        return xr.Dataset(out)
 
     @cached_property
     def table(self) -> pd.DataFrame:
@@ -46,24 +68,37 @@ class E1Results(AnalysisResults):
     @property
     def notes(self) -> list[str]:
         notes = super().notes
+        t = self.table if "shares" in self.derived else {}
+        if "mostly_prior" in t:
+            flagged = t[(t["kind"] == "aggregate") & t["mostly_prior"].astype(bool)]["name"]
+            if len(flagged):
+                notes.append(
+                    f"superpopulation share mostly prior for {', '.join(flagged)} (posterior "
+                    "overlaps its prior by more than half): read the finite-population "
+                    "column for the LLMs and prompts in these data")
         m = self.model
         post = m.idata["posterior"] if m.idata is not None else None
         if m.likelihood == "student" and post is not None and "nu_minus_2" in post:
             nu = 2.0 + float(post["nu_minus_2"].median())
             if nu < NU_WARN:
                 notes.append(
-                    f"Student-t ν ≈ {nu:.2f}: the residual variance σ²ν/(ν−2) is dominated by "
-                    "the tails and so is the residual share. Rounded ordinal scores often do "
-                    "this (many identical residuals plus a few large ones); prefer --likelihood "
-                    "gaussian for the variance partition and use student to check robustness "
-                    "to outliers.")
+                    f"Student-t ν ≈ {nu:.2f}: the residuals are very heavy-tailed (rounded "
+                    "scores often do this: many identical residuals plus a few large ones), so "
+                    "σ_residual is not their SD. The residual share uses the realised mean "
+                    "squared residual and stays comparable; compare with --likelihood gaussian, "
+                    "the partition to read, and use student to check robustness to outliers.")
         return notes
 
     def quantities(self) -> pd.DataFrame:
         t = self.table[self.table["kind"] == "aggregate"]
-        return pd.DataFrame({"quantity": t["name"], "mean": t["super_mean"],
-                             "lower": t["super_lower"], "upper": t["super_upper"],
-                             "finite_mean": t["finite_mean"]}).reset_index(drop=True)
+        shares = pd.DataFrame({"quantity": t["name"], "mean": t["super_mean"],
+                               "lower": t["super_lower"], "upper": t["super_upper"],
+                               "finite_mean": t["finite_mean"]})
+        size = size_table(self.bias)
+        size = pd.DataFrame({"quantity": size["quantity"], "mean": size["value_mean"],
+                             "lower": size["value_lower"], "upper": size["value_upper"],
+                             "finite_mean": float("nan")})
+        return pd.concat([shares, size], ignore_index=True)
 
     def sections(self) -> list[Section]:
         return e1_sections.sections(self)
@@ -71,10 +106,10 @@ class E1Results(AnalysisResults):
 
 def fit_e1(data: MisalignmentData, likelihood: str = "gaussian",
            priors: dict[str, Any] | None = None, sampling: SamplerConfig | None = None,
-           **sampler: Any) -> E1Results:
+           prior_structure: str = "budget", **sampler: Any) -> E1Results:
     """Build, sample, compute the shares and run the diagnostics gate."""
     return E1Results.fit(data, likelihood=likelihood, priors=priors, sampling=sampling,
-                         **sampler)
+                         prior_structure=prior_structure, **sampler)
 
 
 def load_results(path) -> E1Results:

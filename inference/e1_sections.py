@@ -9,10 +9,10 @@ import pandas as pd
 import xarray as xr
 
 from misalign.data.components import AGGREGATES
-from misalign.models.spec import FEW_LEVELS
 
+from .bias import ranked_bias_table, size_table, task_bias_table
+from .prior_overlap import MOSTLY_PRIOR
 from .sections import FigureSpec, Number, Section, Sentence, TableSpec
-from .summaries import interval_frame
 
 UNITS = {"expert-sd": "expert SDs", "raw": "rubric points"}
 
@@ -31,14 +31,18 @@ def headline(res: Any) -> Sentence:
     …" from the finite-population aggregates."""
     t = res.table
     parts: Sentence = ["Of the spread of LLM errors, "]
-    phrases = (("attributable", " comes from which LLM and prompt you choose; "),
-               ("shared", " is shared by all LLMs (errors every LLM makes alike on a unit); "),
-               ("task", " is how much harder some tasks are for every LLM; and "),
+    phrases = (("attributable", " comes from which LLM and prompt you choose"),
+               ("shared", " is shared by all LLMs (errors every LLM makes alike on a unit)"),
+               ("lineage", " is shared within a pretraining family beyond that"),
+               ("reference", " is the severity of the experts behind the reference"),
+               ("task", " is how much harder some tasks are for every LLM"),
                ("residual", " is residual noise"))
-    for name, words in phrases:
-        n = _number(t, "aggregate", name)
-        if n is not None:
-            parts += [n, words]
+    found = [(n, words) for name, words in phrases
+             if (n := _number(t, "aggregate", name)) is not None]
+    for i, (n, words) in enumerate(found):
+        if i:
+            parts.append("; and " if i == len(found) - 1 else "; ")
+        parts += [n, words]
     fam = _number(t, "aggregate", "family") if "family" in res.model.spec.components else None
     parts.append(". ")
     if fam is not None:
@@ -49,17 +53,16 @@ def headline(res: Any) -> Sentence:
 
 
 def which_column(res: Any) -> list[str]:
-    coords = res.model.spec.coords
-    names = {"llm": ("LLM", "LLMs"), "prompt": ("prompt", "prompts"),
-             "family": ("family", "families")}
-    few = [f"{len(coords[d])} {names[d][len(coords[d]) != 1]}" for d in names
-           if d in coords and len(coords[d]) < FEW_LEVELS]
     lines = ["Which column to read: the finite-population share describes the LLMs and prompts "
              "in these data (the variance of their realised effects); the superpopulation "
              "share describes LLMs and prompts drawn anew from the same population (the σ's)."]
-    if few:
-        lines.append(f"With {', '.join(few)} the superpopulation share of those factors is "
-                     "mostly prior: read the finite-population column.")
+    t = res.table
+    if "mostly_prior" in t:
+        flagged = t[(t["kind"] == "aggregate") & t["mostly_prior"].astype(bool)]["name"].tolist()
+        if flagged:
+            lines.append(f"The superpopulation share of {', '.join(flagged)} is mostly prior "
+                         f"(its posterior overlaps its prior by more than {MOSTLY_PRIOR}): read "
+                         "the finite-population column.")
     return lines
 
 
@@ -80,60 +83,48 @@ def share_forest(res: Any) -> list[FigureSpec]:
             alt="Forest plot of each variance component's share with its 94% interval.")]
 
 
-def bias_effects(res: Any) -> xr.Dataset:
-    """Draws of the overall bias and of each LLM's (family included), prompt's and
-    LLM×prompt's deviation from it."""
-    post = res.model.posterior
-    out = {"overall bias": post["intercept"]}
-    llm = post["llm_effect"] if "llm_effect" in post else None
-    if "family_effect" in post:
-        fam = post["family_effect"].isel(family=xr.DataArray(
-            res.model.spec.llm_family, dims="llm")).drop_vars("family")
-        fam = fam.assign_coords(llm=res.model.spec.coords["llm"])
-        llm = fam if llm is None else llm + fam
-    # Not named after a dimension ("prompt"): xarray would take the name for the coordinate.
-    if llm is not None:
-        out["LLM effect"] = llm
-    if "prompt_effect" in post:
-        out["prompt effect"] = post["prompt_effect"]
-    if "llm_prompt_effect" in post:
-        out["LLM × prompt effect"] = post["llm_prompt_effect"]
-    return xr.Dataset(out)
-
-
-def bias_table(effects: xr.Dataset) -> pd.DataFrame:
-    frames = []
-    for name, da in effects.data_vars.items():
-        f = interval_frame({"bias": da})
-        dims = [d for d in da.dims if d not in ("chain", "draw")]
-        level = f[dims].astype(str).agg(" / ".join, axis=1) if dims else "all LLM ratings"
-        frames.append(pd.DataFrame({"effect": name, "level": level}, index=f.index).join(
-            f[["bias_mean", "bias_lower", "bias_upper"]]))
-    return pd.concat(frames, ignore_index=True)
-
-
 def bias_section(res: Any) -> Section:
+    """The size of the drift: overall bias and total error SD in the headline, the bias per task
+    (also in rubric points), and every LLM, prompt and LLM × prompt ranked by its bias."""
     unit = UNITS.get(res.model.data.error_scale, "units")
-    effects = bias_effects(res)
-    table = bias_table(effects)
-    overall = table.iloc[0]
-    n = Number("overall_bias", float(overall["bias_mean"]), float(overall["bias_lower"]),
-               float(overall["bias_upper"]), style="signed")
-    side = "above" if n.mean > 0 else "below"
+    b = res.bias
+    size = size_table(b).set_index("quantity")
+    bias_n, sd_n = (Number(key, float(size.loc[q, "value_mean"]),
+                           float(size.loc[q, "value_lower"]), float(size.loc[q, "value_upper"]),
+                           style=style)
+                    for key, q, style in (("overall_bias", "overall bias", "signed"),
+                                          ("total_error_sd", "total error SD", "decimal")))
+    side = "above" if bias_n.mean > 0 else "below"
     text = [f"Errors are LLM score − expert reference, in {unit}: a positive bias means the LLM "
-            "rates higher than the experts. Each LLM's, prompt's and LLM × prompt's effect is "
-            "its deviation from the overall bias (they sum to zero)."]
+            "rates higher than the experts. The total error SD is the spread of one rating's "
+            "error around the overall bias (the square root of the sum of every component's "
+            "variance). An LLM's bias is the overall bias plus its own effect (family "
+            "included), averaged over tasks; a prompt's and an LLM × prompt pair's likewise. "
+            "Rank 1 is the closest to the experts on average; \"excludes 0\": the 94% HDI "
+            "does not contain 0."]
+    tables = [TableSpec(
+        "task_bias", f"bias per task ({unit} and rubric points; posterior mean [94% HDI])",
+        task_bias_table(b), labels=["task"],
+        intervals={f"bias ({unit})": "bias", "bias (rubric points)": "points"})]
+    ranked = ranked_bias_table(b)
+    if len(ranked):
+        tables.append(TableSpec(
+            "bias", f"bias of each LLM, prompt and LLM × prompt ({unit}; posterior mean [94% "
+            "HDI]), ranked by size", ranked, labels=["effect", "level"],
+            intervals={"bias": "bias"}, values={"rank": "rank", "excludes 0": "excludes_0"},
+            group_by="effect"))
+    forest = xr.Dataset({"overall bias": b["overall_bias"]} | {
+        name: b[var] for var, name in (("llm_bias", "LLM bias"), ("prompt_bias", "prompt bias"),
+                                       ("llm_prompt_bias", "LLM × prompt bias")) if var in b})
     return Section(
-        "e1-bias", "Which way each LLM and prompt leans",
-        headline=["On average the LLMs score ", n, f" {unit} {side} the expert reference."],
-        text=text,
-        tables=[TableSpec("bias", f"bias ({unit}; posterior mean [94% HDI])", table,
-                          labels=["effect", "level"], intervals={"bias": "bias"},
-                          group_by="effect")],
-        figures=[FigureSpec("forest", effects, caption=(
-            f"The overall bias and each LLM's, prompt's and LLM × prompt's deviation from it "
+        "e1-bias", "How large the drift is, and which way each LLM and prompt leans",
+        headline=["On average the LLMs score ", bias_n, f" {unit} {side} the expert reference; "
+                  "the total error SD is ", sd_n, f" {unit}."],
+        text=text, tables=tables,
+        figures=[FigureSpec("forest", forest, caption=(
+            f"The overall bias and the bias of every LLM, prompt and LLM × prompt pair "
             f"({unit}); posterior mean and 94% HDI."),
-            alt="Forest plot of the overall bias and of the effect of every LLM, prompt and "
+            alt="Forest plot of the overall bias and of the bias of every LLM, prompt and "
                 "LLM-prompt pair, with 94% intervals.")])
 
 
@@ -146,10 +137,15 @@ def sections(res: Any) -> list[Section]:
         frame=res.table, labels=["name"], headers={"name": "component"},
         intervals={"finite-pop share [94% HDI]": "finite",
                    "superpop share [94% HDI]": "super"},
+        values={"prior overlap": "super_prior_overlap", "note": "note"}
+        if "note" in res.table else {},
         group_by="kind", emphasis=("kind", "aggregate"),
         caption=("aggregates (bold) are sums of components: " + "; ".join(
             f"{a} = {' + '.join(m)}" for a, m in AGGREGATES.items() if a != "family")
-            + "; family is also shown on its own, as part of attributable"))
+            + "; family is also shown on its own, as part of attributable (not one more part "
+            "of the total). Prior overlap: how much the superpopulation share's posterior "
+            f"overlaps its prior (above {MOSTLY_PRIOR} the superpopulation column is mostly "
+            "prior: read the finite-population one)."))
     main = Section("e1", "How far LLM ratings drift from the experts (E1)",
                    headline=headline(res), text=which_column(res), tables=[table],
                    figures=share_forest(res))

@@ -1,10 +1,11 @@
 """Prior predictive check (``misalign prior-check``): what the priors alone imply for the
 shares, the aggregates and the error scale, before any data is seen.
 
-Draws every σ of the model (``sigma_components``) from its prior (the same ``Prior`` objects
-the model uses, so the check and the fit cannot disagree) and reports the implied
-superpopulation shares σ²_k / Σσ², the model's aggregates, and the implied total SD √Σσ² next
-to the SD of the data the priors are written against (``prior_scale``).
+Draws every component's variance from the model's priors (``BayesianModel.prior_variances``:
+the same ``Prior`` objects the model uses, independent σ's or E1's variance budget, so the check
+and the fit cannot disagree) and reports the implied superpopulation shares v_k / Σv, the
+model's aggregates, and the implied total SD √Σv next to the SD of the data the priors are
+written against (``prior_scale``).
 """
 
 from __future__ import annotations
@@ -20,16 +21,8 @@ DEFAULT_SEED = DEFAULTS.seed  # one seed default for every command
 
 
 def prior_draws(model: BayesianModel, n: int = 4000, seed: int = DEFAULT_SEED) -> pd.DataFrame:
-    """One column per component (its σ² drawn from the prior), one row per draw."""
-    import pymc as pm
-
-    rng = np.random.default_rng(seed)
-    out = {}
-    for comp, name in model.sigma_components().items():
-        prior = model.priors[name]
-        dist = getattr(pm, prior.distribution).dist(**prior.parameters)
-        out[comp] = pm.draw(dist, draws=n, random_seed=rng) ** 2
-    return pd.DataFrame(out)
+    """One column per component (its variance drawn from the prior), one row per draw."""
+    return model.prior_variances(n, np.random.default_rng(seed))
 
 
 def implied(model: BayesianModel, n: int = 4000, seed: int = DEFAULT_SEED) -> pd.DataFrame:
@@ -54,3 +47,19 @@ def prior_check(model: BayesianModel, n: int = 4000, seed: int = DEFAULT_SEED) -
     table.insert(0, "mean", df.mean())
     table.attrs["data_error_sd"] = model.prior_scale
     return table
+
+
+def prior_check_lines(table: pd.DataFrame) -> list[str]:
+    """Plain sentences: does the prior's 90% interval of the total error SD cover the data's,
+    and where do the aggregates' prior means sit against the neutral 1/(number of them)."""
+    sd = table.attrs["data_error_sd"]
+    lo, hi = (float(table.loc["error_sd", c]) for c in ("q05", "q95"))
+    inside = "inside" if lo <= sd <= hi else "OUTSIDE"
+    lines = [f"Total error SD: the prior's 90% interval [{lo:.2f}, {hi:.2f}]; the data's SD "
+             f"{sd:.3f} is {inside} it."]
+    aggs = [i for i in table.index if i.startswith("aggregate:") and i != "aggregate:family"]
+    if aggs:
+        means = ", ".join(f"{i.split(':', 1)[1]} {table.loc[i, 'mean']:.3f}" for i in aggs)
+        lines.append(f"Prior mean of each aggregate's share: {means} (neutral: 1/{len(aggs)} = "
+                     f"{1 / len(aggs):.3f} each; family is part of attributable).")
+    return lines

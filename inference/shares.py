@@ -28,6 +28,7 @@ from misalign.models.base import SAMPLE_DIMS, flat_draws
 from misalign.models.e1_priors import SIGMA_PRIORS
 from misalign.models.spec import design_means
 
+from .prior_overlap import MOSTLY_PRIOR, share_overlaps
 from .summaries import HDI_PROB, ResultTable, interval_frame
 
 
@@ -103,9 +104,10 @@ def _aggregate(shares: xr.DataArray) -> xr.DataArray:
     return xr.concat(parts, dim=xr.DataArray(list(members), dims="aggregate", name="aggregate"))
 
 
-def compute_shares(model: VariancePartitionModel, posterior: xr.Dataset | None = None
-                   ) -> xr.Dataset:
-    """Dataset with superpopulation/finite-population shares and aggregates, per draw."""
+def compute_shares(model: VariancePartitionModel, posterior: xr.Dataset | None = None,
+                   overlaps: bool = True) -> xr.Dataset:
+    """Dataset with superpopulation/finite-population shares and aggregates, per draw, and
+    (``overlaps``) how much each superpopulation share's posterior overlaps its prior."""
     post = posterior if posterior is not None else model.idata["posterior"].to_dataset()
     ds = xr.Dataset()
     for kind, finite in (("superpopulation", False), ("finite_population", True)):
@@ -114,6 +116,10 @@ def compute_shares(model: VariancePartitionModel, posterior: xr.Dataset | None =
         ds[kind] = share.transpose(*SAMPLE_DIMS, "component")
         ds[f"{kind}_aggregate"] = _aggregate(share).transpose(*SAMPLE_DIMS, "aggregate")
         ds[f"{kind}_variance"] = v.transpose(*SAMPLE_DIMS, "component")
+    if overlaps:
+        members = present_aggregates(list(model.spec.components))
+        ds = ds.assign(share_overlaps(model, ds, members))
+        ds.attrs["mostly_prior_threshold"] = MOSTLY_PRIOR
     ds.attrs["hdi_prob"] = HDI_PROB
     ds.attrs["partition"] = ", ".join(a for a in PARTITION
                                       if a in ds["superpopulation_aggregate"]["aggregate"])
@@ -125,12 +131,20 @@ SHARE_VARS = ("superpopulation", "finite_population", "superpopulation_aggregate
 
 
 def share_table(shares: xr.Dataset, prob: float = HDI_PROB) -> pd.DataFrame:
-    """The E1 table: one row per component and aggregate, both kinds of share."""
+    """The E1 table: one row per component and aggregate, both kinds of share; with the
+    prior overlap of each superpopulation share and ``mostly_prior`` above the threshold."""
     frames = []
+    threshold = shares.attrs.get("mostly_prior_threshold", MOSTLY_PRIOR)
     for kind_dim, sp, fp in (("component", "superpopulation", "finite_population"),
                              ("aggregate", "superpopulation_aggregate",
                               "finite_population_aggregate")):
         f = interval_frame({"finite": shares[fp], "super": shares[sp]}, prob)
+        if f"{sp}_prior_overlap" in shares:
+            ov = shares[f"{sp}_prior_overlap"].to_series()
+            f["super_prior_overlap"] = f[kind_dim].map(ov).astype(float)
+            f["mostly_prior"] = f["super_prior_overlap"] > threshold
+            f["note"] = np.where(f["mostly_prior"], "superpop. mostly prior: read finite-pop.",
+                                 "")
         f = f.rename(columns={kind_dim: "name"})
         f.insert(0, "kind", kind_dim)
         frames.append(f)

@@ -56,16 +56,16 @@ def _priors(priors: dict[str, Any] | str | Path | None) -> dict[str, Any] | None
 def fit(data: MisalignmentData | SimulatedStudy | str | Path | None = None, *,
         tasks: str | Path | None = None, error_scale: str = "expert-sd",
         likelihood: str = "gaussian", priors: dict[str, Any] | str | Path | None = None,
-        score_policy: str = "error", task_subset: list[str] | None = None,
-        preset: str = "small", sampling: SamplerConfig | None = None,
-        **sampler: Any) -> E1Results:
+        prior_structure: str = "budget", score_policy: str = "error",
+        task_subset: list[str] | None = None, preset: str = "small",
+        sampling: SamplerConfig | None = None, **sampler: Any) -> E1Results:
     """Fit E1 to a ratings file, a simulated study, a prepared table or the embedded default.
     ``priors``: overrides by name, or a TOML file of them; ``sampler``: any ``SamplerConfig``
     field (``draws``, ``chains``, ``seed``, …)."""
     mis = misalignment_data(data, tasks=tasks, error_scale=error_scale,
                                score_policy=score_policy, task_subset=task_subset, preset=preset)
     return E1Results.fit(mis, likelihood=likelihood, priors=_priors(priors), sampling=sampling,
-                         **sampler)
+                         prior_structure=prior_structure, **sampler)
 
 
 def fit_gstudy(ratings: ExpertRatings | str | Path, *, fmt: str = "long",

@@ -14,6 +14,8 @@ from misalign.cli_common import (
     JsonOpt,
     Likelihood,
     PriorsOpt,
+    PriorStructure,
+    PriorStructureOpt,
     StrictOpt,
     choices,
     err,
@@ -101,6 +103,7 @@ def fit(
         "robust to a few wild ratings, one latent per unit×task (slow)."))
     ] = Likelihood["gaussian"],
     priors: PriorsOpt = None,
+    prior_structure: PriorStructureOpt = PriorStructure["budget"],
     results: Annotated[Path, typer.Option("--out", help="Results file (NetCDF).")] = Path(
         "results.nc"),
     strict: StrictOpt = False,
@@ -142,7 +145,8 @@ def fit(
                     f"{k} {v}" for k, v in mis.summary().items() if k not in ("error_scale",)))
                 err.print(f"compiling the model for {sampling.sampler} (tens of seconds), "
                           "then sampling…")
-            res = api.fit(mis, likelihood=likelihood.value, priors=priors, sampling=sampling)
+            res = api.fit(mis, likelihood=likelihood.value, priors=priors, sampling=sampling,
+                          prior_structure=prior_structure.value)
     except ValidationError as exc:
         raise _problems(exc) from None
     except (PriorError, FileNotFoundError, ImportError) as exc:

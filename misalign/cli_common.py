@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from misalign.models.options import DEFAULTS, LIKELIHOODS, SAMPLERS, SamplerConfig
+from misalign.models.options import DEFAULTS, LIKELIHOODS, PRIOR_STRUCTURES, SAMPLERS, SamplerConfig
 
 if TYPE_CHECKING:
     from misalign.inference.analysis import AnalysisResults
@@ -62,6 +62,11 @@ def choices(name: str, *values: str) -> type[StrEnum]:
 # -- options shared by the fitting commands ----------------------------------------------------
 Sampler = choices("Sampler", *SAMPLERS)
 Likelihood = choices("Likelihood", *LIKELIHOODS)
+PriorStructure = choices("PriorStructure", *PRIOR_STRUCTURES)
+PriorStructureOpt = Annotated[PriorStructure, typer.Option(help=(
+    "budget: the total error variance split neutrally between the aggregates "
+    "(sigma_total, aggregate_shares, shares_<aggregate>); independent: one prior per σ "
+    "(sigma_llm, …)."))]
 
 SamplerOpt = Annotated[Sampler, typer.Option(help=(
     "nutpie: CPU, fastest here; numpyro: JAX, uses a GPU when one is visible "

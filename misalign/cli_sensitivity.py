@@ -14,6 +14,7 @@ from rich.table import Table
 from misalign.cli_common import (
     JsonOpt,
     PriorsOpt,
+    PriorStructure,
     SeedOpt,
     err,
     load_or_fail,
@@ -61,7 +62,8 @@ def sensitivity(
     as_json: JsonOpt = False,
     sampling: SamplerConfig = None,
 ) -> None:
-    """Prior sensitivity: power-scaling of every σ, and refits under named prior sets."""
+    """Prior sensitivity: power-scaling of every reported quantity, and refits under named prior
+    sets."""
     from misalign.data.atomic import atomic_write_text
     from misalign.inference.sensitivity import powerscale_table
     from misalign.inference.sweep import movement, read_prior_sets, sweep
@@ -79,11 +81,11 @@ def sensitivity(
         ps = None
         err.print(f"note: {exc}", markup=False)
     if ps is not None:
-        show(_df_table(ps, "power-scaling sensitivity of the σ's (prior, likelihood)",
-                       index="σ"))
+        show(_df_table(ps, "power-scaling sensitivity of every reported quantity (prior, "
+                       "likelihood)", index="quantity"))
         written["powerscale"] = str(atomic_write_text(out_dir / "powerscale.csv",
-                                                      ps.to_csv(index_label="component")))
-        payload["powerscale"] = ps.reset_index(names="component").to_dict("records")
+                                                      ps.to_csv(index_label="quantity")))
+        payload["powerscale"] = ps.reset_index(names="quantity").to_dict("records")
     table = None
     if refit:
         try:
@@ -126,9 +128,12 @@ def prior_check(
     out_path: Annotated[Path, typer.Option("--out", help="Plot (PNG).")] = Path(
         "prior_check.png"),
     seed: SeedOpt = DEFAULTS.seed,
+    prior_structure: Annotated[PriorStructure | None, typer.Option(help=(
+        "E1: budget (default) or independent σ's; default for a results file: its own."))
+    ] = None,
 ) -> None:
     """What the priors imply for the shares and the error scale, before seeing data."""
-    from misalign.inference.prior_check import implied
+    from misalign.inference.prior_check import implied, prior_check_lines
     from misalign.inference.prior_check import prior_check as check
     from misalign.models import PriorError, VariancePartitionModel, read_priors_toml
     from misalign.reports import prior_check_figure, save_figure
@@ -137,13 +142,20 @@ def prior_check(
         warnings.simplefilter("ignore")
         try:
             overrides = read_priors_toml(priors) if priors else None
+            structure = {} if prior_structure is None else {
+                "prior_structure": prior_structure.value}
             if data.suffix == ".nc":
-                model = load_or_fail(data).model.with_priors(overrides)
+                model = load_or_fail(data).model
+                if structure and "prior_structure" not in model.options:
+                    raise _fail("error: --prior-structure applies to E1 results files only")
+                model = model.with_options(overrides, **structure) if structure and (
+                    model.options["prior_structure"] != prior_structure.value
+                ) else model.with_priors(overrides)
             else:
                 from misalign.api import load_misalignment
 
                 model = VariancePartitionModel(load_misalignment(data, tasks=tasks),
-                                               priors=overrides)
+                                               priors=overrides, **structure)
         except PriorError as exc:
             raise _fail(f"error: {exc}") from None
         except typer.Exit:
@@ -153,7 +165,8 @@ def prior_check(
     table = check(model, seed=seed)
     out.print(_df_table(table, "prior predictive: implied shares and error SD (quantiles)",
                         index="quantity"))
-    sys.stderr.write(f"data SD: {table.attrs['data_error_sd']:.3f}\n")
+    for line in prior_check_lines(table):
+        out.print(line, markup=False, highlight=False)
     fig = prior_check_figure(implied(model, seed=seed), model.prior_scale)
     out.print(f"plot: {save_figure(fig, out_path)}", markup=False, highlight=False)
 

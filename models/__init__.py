@@ -14,7 +14,7 @@ _HOME = {
     "gaussian_marginal_logp": "likelihood", "PriorError": "priors",
     "default_priors": "priors", "read_priors_toml": "priors", "resolve_priors": "priors",
     "ResultsFileError": "serialize", "ModelSpec": "spec", "make_spec": "spec",
-    "EFFECTS": "variance_partition", "VariancePartitionModel": "variance_partition",
+    "EFFECTS": "spec", "VariancePartitionModel": "variance_partition",
 }
 __all__ = sorted(_HOME)
 

@@ -129,6 +129,8 @@ class BayesianModel(ABC):
         changes (components in ``SELECTION``)."""
         if name not in NAMED_SETS:
             raise ValueError(f"unknown prior set '{name}' (named sets: {', '.join(NAMED_SETS)})")
+        if name == "default":
+            return {}, {}
         out = {}
         for comp, key in self.sigma_components().items():
             scaled = rescaled(self.priors[key], name, comp in SELECTION)

@@ -25,6 +25,8 @@ from pymc_extras.prior import Prior
 
 from misalign.data.components import present_aggregates
 
+from .options import PRIOR_STRUCTURES
+
 SIGMA_PRIORS = {
     "llm": "sigma_llm", "family": "sigma_family", "prompt": "sigma_prompt", "task": "sigma_task",
     "llm:prompt": "sigma_llm_prompt", "llm:task": "sigma_llm_task",
@@ -33,7 +35,7 @@ SIGMA_PRIORS = {
     "teacher": "sigma_teacher", "lineage": "sigma_lineage", "reference": "sigma_reference",
     "llm:unit:task": "sigma_llm_unit_task", "residual": "sigma_residual",
 }
-STRUCTURES = ("budget", "independent")
+STRUCTURES = PRIOR_STRUCTURES
 TOTAL_SCALE = 1.5  # σ_total's HalfNormal scale, in SDs of the errors
 
 
@@ -66,8 +68,11 @@ def default_priors(error_sd: float, components: list[str], student: bool,
     return priors
 
 
-def budget_logp(v, priors: dict[str, Prior], components: list[str], xp):
-    """log density of the component variances v (…, components) under the budget prior.
+def budget_logp(v, priors: dict[str, Prior], components: list[str], xp,
+                jacobian: bool = True):
+    """log density of the component variances v (…, components) under the budget prior
+    (``jacobian=False``: the density of the budget as stated, in its own coordinates σ_total,
+    ψ, ξ, at the point v maps to; what power-scaling scales).
 
     The budget is stated generatively (σ_total, then the shares); NUTS samples log v instead
     (each variance free, as with independent σ's: the (σ_total, shares) coordinates made the
@@ -86,11 +91,14 @@ def budget_logp(v, priors: dict[str, Prior], components: list[str], xp):
     aggs = budget_aggregates(components)
     W = xp.sum(v, axis=-1)
     V = xp.stack([sum(v[..., index[c]] for c in m) for m in aggs.values()], axis=-1)
-    lp = logp(priors["sigma_total"], xp.sqrt(W)) - xp.log(2 * xp.sqrt(W))
+    j = 1.0 if jacobian else 0.0
+    lp = logp(priors["sigma_total"], xp.sqrt(W)) - j * xp.log(2 * xp.sqrt(W))
     if len(aggs) > 1:
-        lp = lp + logp(priors["aggregate_shares"], V / W[..., None]) - (len(aggs) - 1) * xp.log(W)
+        lp = (lp + logp(priors["aggregate_shares"], V / W[..., None])
+              - j * (len(aggs) - 1) * xp.log(W))
     for i, (agg, members) in enumerate(aggs.items()):
         if len(members) > 1:
             xi = xp.stack([v[..., index[c]] for c in members], axis=-1) / V[..., i:i + 1]
-            lp = lp + logp(priors[f"shares_{agg}"], xi) - (len(members) - 1) * xp.log(V[..., i])
+            lp = (lp + logp(priors[f"shares_{agg}"], xi)
+                  - j * (len(members) - 1) * xp.log(V[..., i]))
     return lp

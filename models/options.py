@@ -9,6 +9,8 @@ from typing import Any
 
 SAMPLERS = ("nutpie", "numpyro", "pymc")
 LIKELIHOODS = ("gaussian", "student")
+# E1's prior structures (models/e1_priors.py): the variance budget (default), independent σ's.
+PRIOR_STRUCTURES = ("budget", "independent")
 # Prior sets a sensitivity sweep refits under (BayesianModel.prior_set makes them); a model
 # may offer more (E1: "independent", its σ's without the variance budget).
 NAMED_SETS = ("default", "wide", "narrow", "exponential", "halfstudentt", "sceptical")

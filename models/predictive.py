@@ -15,9 +15,10 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from .base import BayesianModel
+from .base import SAMPLE_DIMS, BayesianModel, flat_draws
 from .e1_priors import SIGMA_PRIORS
-from .spec import design_means, full_design_means
+from .likelihood import CellLeaves
+from .spec import EFFECTS, design_means, full_design_means
 
 _EFFECT_VARS = ("intercept", "llm_effect", "family_effect", "prompt_effect", "task_effect",
                 "llm_prompt_effect", "llm_task_effect", "prompt_task_effect",
@@ -103,3 +104,35 @@ def posterior_predictive(model: BayesianModel, draws: int = 100,
                               replace=False))
     y = _replicate(model, ds.isel(sample=take), rng)
     return _to_tree(y, 1, "posterior_predictive", model.data.error)
+
+
+def pointwise_loglik(model: BayesianModel, posterior: xr.Dataset, chunk: int = 250
+                     ) -> xr.DataArray:
+    """The E1 model's marginal log likelihood per top-level node, per draw (see
+    ``VariancePartitionModel.pointwise_log_likelihood``)."""
+    if model.likelihood != "gaussian":
+        raise NotImplementedError(
+            "power-scaling sensitivity is defined for the Gaussian E1 model; the Student-t "
+            "model's likelihood is per rating given its cell latents (not written yet)")
+    spec, data, chain = model.spec, model.data, model.spec.chain
+    node_cell = np.zeros(int(chain.leaves.max()) + 1, dtype=np.int64)
+    node_cell[chain.leaves] = data.cell
+    weights = spec.reference_weights
+    K = len(spec.coords["task"])
+    leaves = CellLeaves.from_arrays(
+        data.error, spec.design, spec.n_design, chain.leaves, chain.leaf_parents,
+        design_group=spec.design_task if K > 1 else None,
+        cell_offset=None if weights is None else weights[node_cell])
+    eff = {"intercept": flat_draws(posterior["intercept"])}
+    for name, dims in EFFECTS.values():
+        if name in posterior:
+            eff[name] = flat_draws(posterior[name].transpose(*SAMPLE_DIMS, *dims))
+    f = full_design_means(*design_means(eff, spec, np), spec, np)
+    s2 = {c: flat_draws(posterior[SIGMA_PRIORS[c]])[:, None] ** 2 for c in spec.components}
+    s2e = (flat_draws(posterior["sigma_residual_task"]) ** 2 if K > 1
+           else s2["residual"])
+    offset = flat_draws(posterior["reference_effect"]) if weights is not None else None
+    top = chain.leaf_parents[-1][0] if chain.leaf_parents else "cell"
+    return leaves.logp_draws(f, s2[chain.finest_component], s2e,
+                             {name: s2[name] for name, _ in chain.leaf_parents}, posterior,
+                             top, chunk, offset=offset)

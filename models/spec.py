@@ -9,6 +9,15 @@ import numpy as np
 from misalign.data import MisalignmentData
 from misalign.data.components import COMPONENTS
 
+EFFECTS = {  # component -> (posterior variable, dims)
+    "llm": ("llm_effect", ("llm",)), "family": ("family_effect", ("family",)),
+    "prompt": ("prompt_effect", ("prompt",)), "task": ("task_effect", ("task",)),
+    "llm:prompt": ("llm_prompt_effect", ("llm", "prompt")),
+    "llm:task": ("llm_task_effect", ("llm", "task")),
+    "prompt:task": ("prompt_task_effect", ("prompt", "task")),
+    "llm:prompt:task": ("llm_prompt_task_effect", ("llm", "prompt", "task")),
+}
+
 FEW_LEVELS = 5
 
 
@@ -162,18 +171,18 @@ def make_spec(data: MisalignmentData, likelihood: str = "gaussian") -> ModelSpec
     components = [c for c in COMPONENTS if present.get(c, False)]
     for dim in ("llm", "prompt"):
         if sizes[dim] == 1:
-            notes.append(f"only one {dim.replace('llm', 'LLM')} in the data: the {dim} effect "
-                         "and its interactions are not estimable (no share is reported)")
+            notes.append(f"not estimable with one {dim.replace('llm', 'LLM')}: the {dim} effect "
+                         "and its interactions get no row (one level in the data)")
     if "llm" not in components and "prompt" not in components:
         notes.append("with one LLM and one prompt nothing is attributable to choosing them: "
                      "the attributable aggregate is not estimable and is left out")
     for dim in ("llm", "prompt", "task"):
         if 1 < sizes[dim] < FEW_LEVELS:
             notes.append(f"{dim} has {sizes[dim]} levels (< {FEW_LEVELS}): its superpopulation "
-                         "share is mostly prior; read the finite-population share")
+                         "σ rests on few levels; prefer the finite-population share")
     if fam is not None and 1 < len(lab["family"]) < FEW_LEVELS:
         notes.append(f"family has {len(lab['family'])} levels (< {FEW_LEVELS}): its "
-                     "superpopulation share is mostly prior")
+                     "superpopulation σ rests on few levels")
     if reference:
         coords["expert"] = lab["expert"]
     design = ((data.task.astype(np.int64) * L + data.llm) * P + data.prompt)

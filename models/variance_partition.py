@@ -35,11 +35,13 @@ from .e1_priors import (
     budget_logp,
     default_priors,
 )
-from .likelihood import CellLeaves, SufficientStats, cell_prior_logp, gaussian_marginal_logp
+from .likelihood import SufficientStats, cell_prior_logp, gaussian_marginal_logp
 from .options import NAMED_SETS, check_likelihood
-from .predictive import posterior_predictive, prior_predictive
+from .predictive import pointwise_loglik, posterior_predictive, prior_predictive
+from .priors import PriorError
 from .recursion import pt_segment_sum
 from .spec import (
+    EFFECTS,
     ModelSpec,
     design_means,
     full_design_means,
@@ -48,16 +50,6 @@ from .spec import (
     within_family_labels,
     zero_sum_basis,
 )
-
-EFFECTS = {  # component -> (posterior variable, dims)
-    "llm": ("llm_effect", ("llm",)), "family": ("family_effect", ("family",)),
-    "prompt": ("prompt_effect", ("prompt",)), "task": ("task_effect", ("task",)),
-    "llm:prompt": ("llm_prompt_effect", ("llm", "prompt")),
-    "llm:task": ("llm_task_effect", ("llm", "task")),
-    "prompt:task": ("prompt_task_effect", ("prompt", "task")),
-    "llm:prompt:task": ("llm_prompt_task_effect", ("llm", "prompt", "task")),
-}
-
 
 # The three-way interaction is often near zero: centred, its σ → 0 funnel made NUTS take
 # trees of ~600 steps and left an ESS of 6 (small preset); non-centred it mixes.
@@ -95,6 +87,13 @@ class VariancePartitionModel(BayesianModel):
         # Per-rating Σ_e w²: the variance of a cell's reference offset is σ²_reference times it.
         self.reference_kappa = (float(np.mean((w**2).sum(axis=1)[data.cell]))
                                 if w is not None else 1.0)
+        sigmas = sorted(set(priors or {}) & set(SIGMA_PRIORS.values()))
+        if prior_structure == "budget" and sigmas:
+            raise PriorError(
+                f"prior(s) {', '.join(sigmas)} belong to the independent prior structure; the "
+                "default variance budget has sigma_total, aggregate_shares and shares_<aggregate>"
+                " (set prior_structure=\"independent\", --prior-structure independent, to give "
+                "each σ its own prior)")
         super().__init__(data, priors)
 
     # -- description ---------------------------------------------------------------------
@@ -136,15 +135,18 @@ class VariancePartitionModel(BayesianModel):
         return names + [n for n in ("tau_residual",) if n in self.priors]
 
     def log_prior(self, posterior: xr.Dataset, names: list[str] | None = None) -> xr.Dataset:
-        """As the base class; under the budget the σ's enter as one joint density (of the
-        component variances, constrained scale)."""
+        """As the base class; under the budget the σ's enter as one joint density, the budget
+        as stated (σ_total's prior and the Dirichlets in their own coordinates): power-scaling
+        then scales the priors a user writes. (The density of the component variances carries
+        a Jacobian, W^-(A-1) and the like, that would dominate any scaling; Dirichlet(1, …)
+        shares are flat and no power changes them: the ``sceptical`` refit varies them.)"""
         names = [n for n in (names or self.sensitivity_priors()) if n != "variance_budget"]
         out = super().log_prior(posterior, names)
         if self.prior_structure != "budget":
             return out
         v = np.stack([(flat_draws(posterior[SIGMA_PRIORS[c]]) ** 2) * self.kappa(c)
                       for c in self.spec.components], axis=-1)
-        lp = budget_logp(v, self.priors, self.spec.components, np).eval()
+        lp = budget_logp(v, self.priors, self.spec.components, np, jacobian=False).eval()
         out["variance_budget"] = (SAMPLE_DIMS, lp.reshape(posterior.sizes["chain"],
                                                            posterior.sizes["draw"]))
         return out
@@ -165,9 +167,7 @@ class VariancePartitionModel(BayesianModel):
         independent σ's (the package's former default)."""
         if name == "independent":
             return {}, {"prior_structure": "independent"}
-        if self.prior_structure == "independent" or name == "default":
-            return super().prior_set(name)
-        if name not in NAMED_SETS:
+        if self.prior_structure == "independent" or name not in NAMED_SETS or name == "default":
             return super().prior_set(name)
         if name == "sceptical":  # a quarter of the attributable aggregate's concentration
             aggs = list(budget_aggregates(self.spec.components))
@@ -362,33 +362,7 @@ class VariancePartitionModel(BayesianModel):
         """(chain, draw, top level) marginal log likelihood per top-level node (teachers, or
         the highest level the data identify): given the crossed effects and σ's those nodes
         are independent, so this factorises the Gaussian likelihood exactly."""
-        if self.likelihood != "gaussian":
-            raise NotImplementedError(
-                "power-scaling sensitivity is defined for the Gaussian E1 model; the Student-t "
-                "model's likelihood is per rating given its cell latents (not written yet)")
-        spec, data, chain = self.spec, self.data, self.spec.chain
-        node_cell = np.zeros(int(chain.leaves.max()) + 1, dtype=np.int64)
-        node_cell[chain.leaves] = data.cell
-        weights = spec.reference_weights
-        K = len(spec.coords["task"])
-        leaves = CellLeaves.from_arrays(
-            data.error, spec.design, spec.n_design, chain.leaves, chain.leaf_parents,
-            design_group=spec.design_task if K > 1 else None,
-            cell_offset=None if weights is None else weights[node_cell])
-        eff = {"intercept": flat_draws(posterior["intercept"])}
-        for name, dims in EFFECTS.values():
-            if name in posterior:
-                eff[name] = flat_draws(posterior[name].transpose(*SAMPLE_DIMS, *dims))
-        f = full_design_means(*design_means(eff, spec, np), spec, np)
-        s2 = {c: flat_draws(posterior[SIGMA_PRIORS[c]])[:, None] ** 2 for c in spec.components}
-        s2e = (flat_draws(posterior["sigma_residual_task"]) ** 2 if K > 1
-               else s2["residual"])
-        offset = flat_draws(posterior["reference_effect"]) if weights is not None else None
-        top = chain.leaf_parents[-1][0] if chain.leaf_parents else "cell"
-        return leaves.logp_draws(f, s2[chain.finest_component], s2e,
-                                 {name: s2[name] for name, _ in chain.leaf_parents}, posterior,
-                                 top, chunk, offset=offset)
-
+        return pointwise_loglik(self, posterior, chunk)
 
 def _dist(prior: Prior):
     return getattr(pm, prior.distribution).dist(**prior.parameters)

@@ -8,6 +8,8 @@ import sys
 import arviz as az
 import pytest
 
+from misalign.data.components import PARTITION
+
 ENV = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "120"}
 
 
@@ -29,13 +31,12 @@ def test_simulate_writes_study_with_truth(sim_dir):
         assert (sim_dir / name).exists()
     truth = json.loads((sim_dir / "truth.json").read_text())
     agg = truth["error_scales"]["expert-sd"]["aggregates"]
-    assert sum(agg[k] for k in ("attributable", "shared", "task", "residual")) == \
-        pytest.approx(1.0)
+    assert sum(agg[k] for k in PARTITION) == pytest.approx(1.0)
 
 
 def test_fit_file_strict_json_then_summary(sim_dir, tmp_path):
     priors = tmp_path / "priors.toml"
-    priors.write_text('[sigma_llm]\ndistribution = "HalfNormal"\nsigma = 0.5\n')
+    priors.write_text('[sigma_total]\ndistribution = "HalfNormal"\nsigma = 0.5\n')
     out = tmp_path / "res.nc"
     # 2 chains × 100 draws cannot reach ESS 400: the gate fails and --strict exits 3.
     r = run("fit", sim_dir / "ratings.csv", "--tasks", sim_dir / "tasks.csv", "--draws", 100,
@@ -47,7 +48,7 @@ def test_fit_file_strict_json_then_summary(sim_dir, tmp_path):
     names = {row["name"] for row in payload["shares"]}
     assert {"llm", "unit:task", "attributable", "shared"} <= names
     tree = az.from_netcdf(out)
-    assert json.loads(tree.attrs["priors"])["sigma_llm"]["kwargs"] == {"sigma": 0.5}
+    assert json.loads(tree.attrs["priors"])["sigma_total"]["kwargs"] == {"sigma": 0.5}
     s = run("summary", out, "--json")
     assert s.returncode == 0, s.stderr
     again = json.loads(s.stdout)["shares"]
@@ -91,10 +92,14 @@ def test_bad_csv_three_plain_messages_exit_2(tmp_path):
 
 def test_bad_prior_name_exit_2(sim_dir, tmp_path):
     p = tmp_path / "p.toml"
-    p.write_text('[sigma_lm]\ndistribution = "HalfNormal"\nsigma = 1\n')
+    p.write_text('[sigma_totl]\ndistribution = "HalfNormal"\nsigma = 1\n')
     r = run("fit", sim_dir / "ratings.csv", "--priors", p, "--out", tmp_path / "r.nc")
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "unknown prior 'sigma_lm'; did you mean 'sigma_llm'?" in r.stderr
+    assert "unknown prior 'sigma_totl'; did you mean 'sigma_total'?" in r.stderr
+    # A σ of the independent structure under the default budget says what to do.
+    p.write_text('[sigma_llm]\ndistribution = "HalfNormal"\nsigma = 1\n')
+    r = run("fit", sim_dir / "ratings.csv", "--priors", p, "--out", tmp_path / "r.nc")
+    assert r.returncode == 2 and "--prior-structure independent" in r.stderr
 
 
 def test_summary_of_missing_file(tmp_path):

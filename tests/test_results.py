@@ -40,7 +40,8 @@ def test_file_carries_provenance(saved, small_fit):
     assert attrs["seed"] == "11"
     assert attrs["data_hash"] == small_fit.model.data.data_hash()
     priors = json.loads(attrs["priors"])
-    assert priors["sigma_residual"]["dist"] == "HalfNormal"
+    assert priors["sigma_total"]["dist"] == "HalfNormal"
+    assert priors["aggregate_shares"]["dist"] == "Dirichlet"
     assert json.loads(attrs["model_config"])["likelihood"] == "gaussian"
     assert {"posterior", "sample_stats", "shares", "misalignment_data", "diagnostics"} <= \
         set(tree.children)

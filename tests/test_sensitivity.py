@@ -1,18 +1,27 @@
-"""Power-scaling sensitivity (E6, first part): the pointwise likelihood adds up to the model's,
-and on the small preset the 3-level prompt σ is flagged while the shared and residual σ's are
-not."""
+"""Power-scaling sensitivity (E6, first part): the pointwise likelihood adds up to the model's
+own (its PyMC graph, evaluated at posterior draws), every reported quantity is checked with
+every prior (the intercept's included), and a prior that fights the data is flagged."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from misalign.inference.sensitivity import powerscale_table
-from misalign.models.base import flat_draws
-from misalign.models.e1_priors import SIGMA_PRIORS
-from misalign.models.likelihood import SufficientStats, gaussian_marginal_logp
-from misalign.models.spec import design_means, full_design_means
-from misalign.models.variance_partition import EFFECTS
+from misalign.inference.sensitivity import powerscale_table, sensitivity_tree
+from misalign.models.options import SamplerConfig
+
+
+def _point(model, post, chain: int, draw: int) -> dict[str, np.ndarray]:
+    """The value variables of the PyMC model at one posterior draw (transformed where the
+    model samples on a transformed scale)."""
+    point = {}
+    for rv in model.free_RVs:
+        value = np.asarray(post[rv.name].isel(chain=chain, draw=draw).values, dtype=float)
+        tr = model.rvs_to_transforms.get(rv)
+        if tr is not None:
+            value = tr.forward(value, *rv.owner.inputs).eval()
+        point[model.rvs_to_values[rv].name] = value
+    return point
 
 
 def test_pointwise_log_likelihood_sums_to_the_marginal_likelihood(small_fit):
@@ -20,27 +29,42 @@ def test_pointwise_log_likelihood_sums_to_the_marginal_likelihood(small_fit):
     post = m.posterior
     ll = m.pointwise_log_likelihood(post)
     assert ll.dims == ("chain", "draw", "teacher")
-    effects = {"intercept": flat_draws(post["intercept"])} | {
-        name: flat_draws(post[name].transpose("chain", "draw", *dims))
-        for name, dims in EFFECTS.values() if name in post}
-    base, rest = design_means(effects, m.spec, np)
-    f = full_design_means(base, rest, m.spec, np)
-    s2 = {c: post[SIGMA_PRIORS[c]].values.reshape(-1) ** 2 for c in m.spec.components}
-    stats = SufficientStats.from_arrays(m.data.error, m.spec.design, m.spec.n_design,
-                                        m.data.cell, m.spec.levels)
-    for i in (0, 1234, 3999):
-        ref = gaussian_marginal_logp(stats, f[i], s2["unit:task"][i], s2["residual"][i],
-                                     {n: s2[n][i] for n, _ in m.spec.levels})
-        c, d = divmod(i, post.sizes["draw"])
-        assert float(ll.isel(chain=c, draw=d).sum()) == pytest.approx(ref, rel=1e-10)
+    graph = m.build_model()
+    out = graph.replace_rvs_by_values([graph["marginal_loglik"]])[0]
+    fn = graph.compile_fn(out, inputs=graph.value_vars, point_fn=True,
+                          on_unused_input="ignore")
+    for c, d in ((0, 0), (1, 234), (3, 999)):
+        ref = float(fn(_point(graph, post, c, d)))
+        assert float(ll.isel(chain=c, draw=d).sum()) == pytest.approx(ref, rel=1e-9)
 
 
-def test_powerscale_flags_the_prompt_sigma_not_shared_or_residual(small_fit):
+def test_powerscale_covers_every_reported_quantity_and_every_prior(small_fit):
+    tree = sensitivity_tree(small_fit)
+    assert set(tree["log_prior"].data_vars) == {"intercept", "tau_residual", "variance_budget"}
     table = powerscale_table(small_fit)
-    assert table.loc["prompt", "prior"] > 0.05
-    assert table.loc["prompt", "diagnosis"] != "✓"
-    for comp in ("unit:task", "residual"):
-        assert table.loc[comp, "prior"] < 0.05 and table.loc[comp, "diagnosis"] == "✓"
+    s = small_fit.shares
+    expected = {f"{prefix}:{name} ({short})"
+                for kind, short in (("superpopulation", "superpop"),
+                                    ("finite_population", "finite"))
+                for var, dim, prefix in ((f"{kind}_aggregate", "aggregate", "aggregate"),
+                                         (kind, "component", "share"))
+                for name in s[var][dim].values.tolist()}
+    assert set(table.index) == expected | {"overall bias", "total error SD"}
+    # The default priors are weak where the data speak: nothing is prior-dominated.
+    for q in ("aggregate:shared (superpop)", "aggregate:residual (finite)", "overall bias"):
+        assert table.loc[q, "prior"] < 0.05
+
+
+def test_powerscale_flags_a_prior_that_fights_the_data(small_fit):
+    """σ_total ~ HalfNormal(0.3) against errors of SD ≈ 1: the total error SD and the shares
+    it pulls are prior-sensitive; the overall bias (its own prior) is not."""
+    tight = small_fit.refit({"sigma_total": {"distribution": "HalfNormal", "sigma": 0.3}},
+                            SamplerConfig(draws=300, tune=300, chains=2, seed=3,
+                                          progressbar=False))
+    table = powerscale_table(tight)
+    assert table.loc["total error SD", "prior"] > 0.05
+    assert table.loc["total error SD", "diagnosis"] != "✓"
+    assert table.loc["overall bias", "prior"] < 0.05
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,14 @@ Dask cluster, the prior predictive check, and the CLI."""
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
 from pymc_extras.prior import Prior
 
-from misalign.inference.sweep import (
-    NAMED_SETS,
-    movement,
-    named_overrides,
-    read_prior_sets,
-    sweep,
-)
-from misalign.models.options import SamplerConfig
+from misalign.inference.sweep import movement, read_prior_sets, sweep
+from misalign.models.options import NAMED_SETS, SELECTION, SamplerConfig
 from tests.collect_support import cli
 
 SETTINGS = SamplerConfig(draws=300, tune=300, chains=2, seed=7, progressbar=False)
@@ -30,17 +25,34 @@ def small_results(small_fit, tmp_path_factory):
 
 
 def test_named_sets_change_the_right_priors():
-    sigmas = {"sigma_prompt": Prior("HalfNormal", sigma=0.8),
-              "sigma_residual": Prior("HalfNormal", sigma=0.8)}
-    assert named_overrides("default", sigmas, {"sigma_prompt"}) == {}
-    wide = named_overrides("wide", sigmas, {"sigma_prompt"})
-    assert wide["sigma_prompt"].parameters["sigma"] == pytest.approx(3.2)
-    assert named_overrides("exponential", sigmas)["sigma_residual"] == Prior("Exponential",
-                                                                             lam=1.25)
-    sc = named_overrides("sceptical", sigmas, {"sigma_prompt"})
-    assert sc == {"sigma_prompt": Prior("HalfNormal", sigma=0.2)}
+    import warnings
+
+    from misalign.data import MisalignmentData
+    from misalign.models import VariancePartitionModel
+    from tests.helpers import tiny_unbalanced_frame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = MisalignmentData.from_frame(tiny_unbalanced_frame(0), "raw",
+                                           {"T1": 1.0, "T2": 1.0, "T3": 1.0})
+        budget = VariancePartitionModel(data)
+        indep = VariancePartitionModel(data, prior_structure="independent")
+    s = budget.priors["sigma_total"].parameters["sigma"]
+    assert budget.prior_set("default") == ({}, {})
+    assert budget.prior_set("wide")[0] == {"sigma_total": Prior("HalfNormal", sigma=4 * s)}
+    sc = budget.prior_set("sceptical")[0]["aggregate_shares"].parameters["a"]
+    assert list(sc) == [0.25] + [1.0] * (len(sc) - 1)  # attributable comes first
+    assert budget.prior_set("independent") == ({}, {"prior_structure": "independent"})
+    assert "independent" in budget.prior_sets() and "independent" not in indep.prior_sets()
+    s = indep.priors["sigma_prompt"].parameters["sigma"]
+    assert indep.prior_set("wide")[0]["sigma_prompt"] == Prior("HalfNormal", sigma=4 * s)
+    assert indep.prior_set("exponential")[0]["sigma_residual"] == Prior("Exponential",
+                                                                        lam=1.0 / s)
+    sc = indep.prior_set("sceptical")[0]
+    assert set(sc) == {f"sigma_{c.replace(':', '_')}" for c in indep.spec.components
+                       if c in SELECTION}
     with pytest.raises(ValueError, match="unknown prior set"):
-        named_overrides("nope", sigmas)
+        indep.prior_set("nope")
 
 
 def test_user_sets_from_toml(tmp_path):
@@ -58,6 +70,13 @@ def test_prior_check_and_power_scaling_cli(small_results, tmp_path):
             env={"COLUMNS": "150"})
     assert r.returncode == 0, r.stderr
     assert "aggregate:attributable" in r.stdout and (tmp_path / "pc.png").stat().st_size > 0
+    # The small preset's error SD lies inside the prior's 90% interval, and the budget prior
+    # favours no aggregate: each prior mean is within 0.1 of 1/(number of aggregates).
+    assert re.search(r"the data's SD [0-9.]+ is inside it", r.stdout), r.stdout
+    means = re.search(r"Prior mean of each aggregate's share: (.*) \(neutral: 1/(\d+)", r.stdout)
+    pairs = dict(p.rsplit(" ", 1) for p in means.group(1).split(", "))
+    assert len(pairs) == int(means.group(2)) and "attributable" in pairs
+    assert all(abs(float(v) - 1 / len(pairs)) < 0.1 for v in pairs.values()), pairs
     r = cli("sensitivity", str(small_results.path), "--sets", "default", "--draws", "100",
             "--tune", "100", "--chains", "2", "--out", str(tmp_path / "sens"),
             env={"COLUMNS": "150"})
@@ -78,7 +97,9 @@ def test_prior_check_and_power_scaling_cli(small_results, tmp_path):
     assert j.returncode == 0, j.stderr
     payload = json.loads(j.stdout)
     assert payload["files"] == {"powerscale": str(tmp_path / "ps" / "powerscale.csv")}
-    assert {r["component"] for r in payload["powerscale"]} >= {"prompt", "residual"}
+    quantities = {r["quantity"] for r in payload["powerscale"]}
+    assert {"aggregate:attributable (superpop)", "aggregate:attributable (finite)",
+            "share:prompt (finite)", "overall bias", "total error SD"} <= quantities
 
 
 @pytest.mark.slow
