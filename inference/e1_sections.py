@@ -8,8 +8,6 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
-from misalign.data.components import AGGREGATES
-
 from .bias import ranked_bias_table, size_table, task_bias_table
 from .prior_overlap import MOSTLY_PRIOR
 from .sections import FigureSpec, Number, Section, Sentence, TableSpec
@@ -97,9 +95,10 @@ def bias_section(res: Any) -> Section:
     side = "above" if bias_n.mean > 0 else "below"
     text = [f"Errors are LLM score − expert reference, in {unit}: a positive bias means the LLM "
             "rates higher than the experts. The total error SD is the spread of one rating's "
-            "error around the overall bias (the square root of the sum of every component's "
-            "variance). An LLM's bias is the overall bias plus its own effect (family "
-            "included), averaged over tasks; a prompt's and an LLM × prompt pair's likewise. "
+            "error around the overall bias for the LLMs and prompts in these data (the square "
+            "root of the sum of every component's finite-population variance). An LLM's bias "
+            "is the overall bias plus its own effect (family included), averaged over tasks; "
+            "a prompt's and an LLM × prompt pair's likewise. "
             "Rank 1 is the closest to the experts on average; \"excludes 0\": the 94% HDI "
             "does not contain 0."]
     tables = [TableSpec(
@@ -111,7 +110,7 @@ def bias_section(res: Any) -> Section:
         tables.append(TableSpec(
             "bias", f"bias of each LLM, prompt and LLM × prompt ({unit}; posterior mean [94% "
             "HDI]), ranked by size", ranked, labels=["effect", "level"],
-            intervals={"bias": "bias"}, values={"rank": "rank", "excludes 0": "excludes_0"},
+            intervals={f"bias ({unit})": "bias", "rubric points": "points"}, values={"rank": "rank", "excludes 0": "excludes_0"},
             group_by="effect"))
     forest = xr.Dataset({"overall bias": b["overall_bias"]} | {
         name: b[var] for var, name in (("llm_bias", "LLM bias"), ("prompt_bias", "prompt bias"),
@@ -130,6 +129,7 @@ def bias_section(res: Any) -> Section:
 
 def sections(res: Any) -> list[Section]:
     cfg = res.model.config
+    aggs = res.model.aggregates()
     table = TableSpec(
         key="shares",
         title=(f"E1 variance partition of misalignment error ({cfg['error_scale']} scale, "
@@ -141,9 +141,10 @@ def sections(res: Any) -> list[Section]:
         if "note" in res.table else {},
         group_by="kind", emphasis=("kind", "aggregate"),
         caption=("aggregates (bold) are sums of components: " + "; ".join(
-            f"{a} = {' + '.join(m)}" for a, m in AGGREGATES.items() if a != "family")
-            + "; family is also shown on its own, as part of attributable (not one more part "
-            "of the total). Prior overlap: how much the superpopulation share's posterior "
+            f"{a} = {' + '.join(m)}" for a, m in aggs.items() if a != "family")
+            + ("; family is also shown on its own, as part of attributable (not one more part "
+               "of the total)" if "family" in aggs else "")
+            + ". Prior overlap: how much the superpopulation share's posterior "
             f"overlaps its prior (above {MOSTLY_PRIOR} the superpopulation column is mostly "
             "prior: read the finite-population one)."))
     main = Section("e1", "How far LLM ratings drift from the experts (E1)",

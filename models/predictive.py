@@ -42,7 +42,8 @@ def _replicate(model: BayesianModel, params: xr.Dataset, rng: np.random.Generato
     else:
         node, parents, finest = data.cell, spec.levels, "unit:task"
     n_nodes = int(node.max()) + 1
-    nested = rng.standard_normal((S, n_nodes)) * sig[finest][:, None]
+    s_finest = sig.get(finest, np.zeros(S))  # no unit:task term: one rating per cell
+    nested = rng.standard_normal((S, n_nodes)) * s_finest[:, None]
     up = np.arange(n_nodes)
     for name, idx in parents:
         up = idx[up]
@@ -133,6 +134,6 @@ def pointwise_loglik(model: BayesianModel, posterior: xr.Dataset, chunk: int = 2
            else s2["residual"])
     offset = flat_draws(posterior["reference_effect"]) if weights is not None else None
     top = chain.leaf_parents[-1][0] if chain.leaf_parents else "cell"
-    return leaves.logp_draws(f, s2[chain.finest_component], s2e,
+    return leaves.logp_draws(f, s2.get(chain.finest_component, 0.0), s2e,
                              {name: s2[name] for name, _ in chain.leaf_parents}, posterior,
                              top, chunk, offset=offset)

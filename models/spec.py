@@ -155,12 +155,16 @@ def make_spec(data: MisalignmentData, likelihood: str = "gaussian") -> ModelSpec
     # from the residual wherever an LLM rated a cell more than once.
     llm_cell_node, _ = _nodes(cell, data.llm.astype(np.int64))
     repeated = bool(np.bincount(llm_cell_node).max() > 1)
+    # With one rating per unit × task (one LLM, one prompt, no replicates) the error every LLM
+    # shares on a unit × task and the noise have the same footprint: only their sum is seen.
+    one_per_cell = bool(np.bincount(cell).max() == 1)
     weights = data.reference_weights
     reference = weights is not None and weights.shape[1] > 1
     present = {"llm": L > 1, "prompt": P > 1, "task": K > 1, "family": fam is not None,
                "llm:prompt": L > 1 and P > 1, "llm:task": L > 1 and K > 1,
                "prompt:task": P > 1 and K > 1, "llm:prompt:task": L > 1 and P > 1 and K > 1,
-               "unit:task": True, "residual": True, "reference": reference,
+               "unit:task": not (one_per_cell and gaussian), "residual": True,
+               "reference": reference,
                "lineage": lineage and gaussian, "llm:unit:task": repeated and gaussian}
     if not gaussian and (lineage or repeated):
         notes.append("the Student-t model has no lineage or llm×unit×task term: those errors "
@@ -173,6 +177,10 @@ def make_spec(data: MisalignmentData, likelihood: str = "gaussian") -> ModelSpec
         if sizes[dim] == 1:
             notes.append(f"not estimable with one {dim.replace('llm', 'LLM')}: the {dim} effect "
                          "and its interactions get no row (one level in the data)")
+    if "unit:task" not in components:
+        notes.append("one rating per unit × task: the error every LLM shares on a unit × task "
+                     "cannot be told from noise, so it is counted in the residual (no unit:task "
+                     "row)")
     if "llm" not in components and "prompt" not in components:
         notes.append("with one LLM and one prompt nothing is attributable to choosing them: "
                      "the attributable aggregate is not estimable and is left out")

@@ -293,6 +293,7 @@ class VariancePartitionModel(BayesianModel):
             coords |= {f"{a}_component": list(m) for a, m in aggs.items() if len(m) > 1}
         with pm.Model(coords=coords) as model:
             sig = self._sigmas(generative)
+            sig.setdefault("unit:task", pt.constant(0.0))  # absent: counted in the residual
             base, rest = self._design_means(sig)
             s2e = self._residual_variances(sig["residual"])
             offset = None

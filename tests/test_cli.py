@@ -157,3 +157,26 @@ def test_empty_and_non_utf8_files_are_plain_errors(tmp_path):
         r = run("fit", path, "--out", tmp_path / "r.nc")
         assert r.returncode == 2 and words in r.stderr and str(path) in r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_one_llm_one_prompt_reports_what_is_not_estimable(sim_dir, tmp_path):
+    """Not estimable never reads as zero: no attributable row, a plain note, exit 0."""
+    import pandas as pd
+
+    r = pd.read_csv(sim_dir / "ratings.csv")
+    keep = (r["rater_kind"] != "llm") | ((r["rater"] == "openai/gpt-4o") & (r["prompt"] == "cot"))
+    r[keep].to_csv(tmp_path / "one.csv", index=False)
+    out = tmp_path / "one.nc"
+    f = run("fit", tmp_path / "one.csv", "--tasks", sim_dir / "tasks.csv", "--out", out)
+    assert f.returncode == 0, f.stderr
+    assert "not estimable with one LLM" in f.stderr and "not estimable with one prompt" in f.stderr
+    assert "the attributable aggregate is not estimable" in f.stderr
+    assert "one rating per unit × task" in f.stderr
+    assert "0.000 [0.000, 0.000]" not in f.stdout
+    j = run("summary", out, "--json")
+    names = {row["name"] for row in json.loads(j.stdout)["shares"]}
+    assert not names & {"attributable", "llm", "prompt", "family", "unit:task"}, names
+    assert {"shared", "task", "residual", "reference"} <= names
+    rows = [line.split()[1] for line in run("summary", out).stdout.splitlines()
+            if line.startswith("│ ")]
+    assert "attributable" not in rows and "residual" in rows
