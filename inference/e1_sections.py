@@ -110,7 +110,8 @@ def bias_section(res: Any) -> Section:
         tables.append(TableSpec(
             "bias", f"bias of each LLM, prompt and LLM × prompt ({unit}; posterior mean [94% "
             "HDI]), ranked by size", ranked, labels=["effect", "level"],
-            intervals={f"bias ({unit})": "bias", "rubric points": "points"}, values={"rank": "rank", "excludes 0": "excludes_0"},
+            intervals={f"bias ({unit})": "bias", "rubric points": "points"},
+            values={"rank": "rank", "excludes 0": "excludes_0"},
             group_by="effect"))
     forest = xr.Dataset({"overall bias": b["overall_bias"]} | {
         name: b[var] for var, name in (("llm_bias", "LLM bias"), ("prompt_bias", "prompt bias"),

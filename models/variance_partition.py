@@ -51,9 +51,13 @@ from .spec import (
     zero_sum_basis,
 )
 
-# The three-way interaction is often near zero: centred, its σ → 0 funnel made NUTS take
-# trees of ~600 steps and left an ESS of 6 (small preset); non-centred it mixes.
+# The three-way interaction is often near zero and weakly pinned on small data: centred, its
+# σ → 0 funnel made NUTS take trees of ~600 steps and left an ESS of 6 (small preset, 160
+# ratings per design cell); non-centred it mixes. With thousands of ratings per design cell the
+# data pin every effect and the non-centred form's σ–coordinate coupling is what slows NUTS
+# (reference preset, 6,600 per cell: R-hat 1.10, ESS 26): there it is centred.
 NON_CENTRED = ("llm:prompt:task",)
+CENTRE_FROM = 1000  # evidence per coordinate from which an effect is centred (see _centred)
 
 
 class VariancePartitionModel(BayesianModel):
@@ -245,6 +249,15 @@ class VariancePartitionModel(BayesianModel):
         pm.Deterministic("sigma_residual_task", pt.sqrt(s2), dims="task")
         return s2
 
+    def _centred(self, comp: str) -> bool:
+        """Centred unless the effect is one that small data pin weakly: each coordinate's
+        evidence (ratings per design cell; unit × task cells per expert) decides."""
+        if comp == "reference":
+            per = (self.spec.reference_weights > 0).sum() / self.spec.reference_weights.shape[1]
+            return bool(per >= CENTRE_FROM)
+        return (comp not in NON_CENTRED
+                or self.data.n_ratings / self.spec.n_design >= CENTRE_FROM)
+
     def _zero_sum(self, name: str, dims: tuple[str, ...], sigma, centred: bool = True):
         """A zero-sum effect over ``dims`` as an orthonormal basis times free coordinates
         (``spec.zero_sum_basis``): the distribution of ``pm.ZeroSumNormal``, centred (coordinates
@@ -278,7 +291,7 @@ class VariancePartitionModel(BayesianModel):
             eff["llm_effect"] = self._zero_sum("llm_effect", ("llm",), sig["llm"])
         for comp, (name, dims) in EFFECTS.items():
             if comp in comps and comp not in ("llm", "family"):
-                eff[name] = self._zero_sum(name, dims, sig[comp], comp not in NON_CENTRED)
+                eff[name] = self._zero_sum(name, dims, sig[comp], self._centred(comp))
         return design_means(eff, spec, pt)
 
     def build_model(self, generative: bool = False) -> pm.Model:
@@ -298,10 +311,11 @@ class VariancePartitionModel(BayesianModel):
             s2e = self._residual_variances(sig["residual"])
             offset = None
             if spec.reference_weights is not None:
-                # Non-centred: a few experts' severities behind thousands of noisy cells are
-                # weakly pinned, and centred their σ → 0 funnel made divergences.
+                # A few experts' severities behind a few hundred noisy cells each are weakly
+                # pinned, and centred their σ → 0 funnel made divergences (small preset);
+                # behind thousands each (reference preset) non-centred mixed poorly.
                 offset = self._zero_sum("reference_effect", ("expert",), sig["reference"],
-                                        centred=False)
+                                        centred=self._centred("reference"))
             if generative:  # forward sampling from the prior: no likelihood
                 if self.likelihood == "student":
                     self.priors["nu_minus_2"].create_variable("nu_minus_2")

@@ -289,3 +289,34 @@ def test_two_sub_levels_integrate_in_closed_form(grouped):
     dense = dense_gaussian_logp(data.error, f[spec.design], groups,
                                 s2e[design_task[spec.design]])
     assert fast == pytest.approx(dense, abs=1e-8, rel=1e-12)
+
+
+def test_one_rating_per_cell_has_no_cell_level_and_equals_dense():
+    """One LLM, one prompt, no replicates: unit×task is not a component (it cannot be told from
+    noise), and the model's likelihood is the dense MVN with no cell-level variance."""
+    import pymc as pm
+
+    frame = tiny_unbalanced_frame(3, drop=0.0)
+    frame = frame[(frame["llm"] == "m/a") & (frame["prompt"] == "base")
+                  & (frame["replicate"] == "1")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        data = MisalignmentData.from_frame(frame, "raw", {"T1": 1.0, "T2": 1.0, "T3": 1.0})
+        model = VariancePartitionModel(data, prior_structure="independent")
+        m = model.build_model()
+        gen = model.build_model(generative=True)
+    assert "unit:task" not in model.spec.components
+    assert any("one rating per unit × task" in w for w in model.spec.warnings)
+    with gen, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        point = pm.sample_prior_predictive(draws=1, random_seed=5)["prior"].to_dataset().isel(
+            chain=0, draw=0)
+    v = {k: point[k].values for k in point.data_vars}
+    pot = graph_replace(m["marginal_loglik"], replace={
+        rv: pt.constant(v[rv.name]) for rv in m.free_RVs}, strict=False)
+    mean = v["intercept"] + v["task_effect"][data.task]
+    groups = [(g, s2) for g, s2 in _groups(data, model.spec, {
+        c: float(v[f"sigma_{c.replace(':', '_')}"]) ** 2 for c in model.spec.components}
+        | {"unit:task": 0.0})]
+    dense = dense_gaussian_logp(data.error, mean, groups, v["sigma_residual_task"][data.task] ** 2)
+    assert float(pot.eval()) == pytest.approx(dense, abs=1e-8)

@@ -1,0 +1,178 @@
+"""Exact marginal likelihood of the joint measurement model (MEASUREMENT.md, RECURSION.md).
+
+Per task, every node of the tree teacher ⊃ lesson ⊃ cell (a unit × task) carries a 2-d latent
+(quality part, shared-LLM part) with covariance diag(ω₁, ω₂). A rating in column k (an LLM
+source, or an expert rater) is ``m_k + a_kᵀ Z_c + e``, e ~ N(0, v_k), with loading
+``a_k = (λ_s, 1)`` for a source and ``(1, 0)`` for an expert. The ratings of a cell give a
+Gaussian in its path-sum latent in information form (J, h, κ); each node's latent is integrated
+in closed 2×2 form, valid for singular J and Ω; children add at the parent; observed teacher
+value-added adds one rank-1 term at the top. Nothing is inverted: every step is elementwise
+arithmetic over nodes, so the same code runs in numpy and PyTensor (``xp``/``segsum``).
+
+Several tasks stack in one pass: columns, cells, lessons and teachers are per task (a lesson of
+two tasks is two nodes), and the per-node variances are gathered by each node's task.
+
+Cost per evaluation: O(non-empty (cell, column) pairs) for the leaves, then O(nodes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .recursion import np_segment_sum
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+@dataclass(frozen=True)
+class MeasurementStats:
+    """Sufficient statistics: per non-empty (cell, column) pair its count and sum; per column
+    its count, sum and sum of squares; the tree as parent indices; value-added per teacher."""
+
+    pair_cell: np.ndarray
+    pair_column: np.ndarray
+    pair_n: np.ndarray
+    pair_sum: np.ndarray
+    column_n: np.ndarray
+    column_sum: np.ndarray
+    column_sq: np.ndarray
+    cell_lesson: np.ndarray
+    lesson_teacher: np.ndarray
+    n_cells: int
+    n_lessons: int
+    n_teachers: int
+    va: np.ndarray  # (teachers,) value-added, 0 where not observed
+    va_observed: np.ndarray  # (teachers,) 1.0 / 0.0
+
+    @classmethod
+    def from_arrays(cls, y: np.ndarray, cell: np.ndarray, column: np.ndarray, n_columns: int,
+                    cell_lesson: np.ndarray, lesson_teacher: np.ndarray,
+                    va: np.ndarray | None = None) -> MeasurementStats:
+        """``y``, ``cell``, ``column``: one entry per rating; ``va``: per teacher, NaN where
+        not observed (None: no value-added)."""
+        y = np.asarray(y, float)
+        cell = np.asarray(cell, np.int64)
+        column = np.asarray(column, np.int64)
+        n_cells = int(len(cell_lesson))
+        key = cell * n_columns + column
+        pairs, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        n_teachers = int(lesson_teacher.max()) + 1
+        if va is None:
+            va = np.full(n_teachers, np.nan)
+        va = np.asarray(va, float)
+        observed = np.isfinite(va)
+        return cls(pair_cell=pairs // n_columns, pair_column=pairs % n_columns,
+                   pair_n=counts.astype(float),
+                   pair_sum=np.bincount(inverse, weights=y, minlength=len(pairs)),
+                   column_n=np.bincount(column, minlength=n_columns).astype(float),
+                   column_sum=np.bincount(column, weights=y, minlength=n_columns),
+                   column_sq=np.bincount(column, weights=y * y, minlength=n_columns),
+                   cell_lesson=np.asarray(cell_lesson, np.int64),
+                   lesson_teacher=np.asarray(lesson_teacher, np.int64), n_cells=n_cells,
+                   n_lessons=int(len(lesson_teacher)), n_teachers=n_teachers,
+                   va=np.where(observed, va, 0.0), va_observed=observed.astype(float))
+
+
+def integrate_node(J11, J12, J22, h1, h2, w1, w2, xp=np):
+    """Integrate a node latent z ~ N(0, diag(w1, w2)) out of the message (J, h): the new
+    message and each node's log constant (RECURSION.md §2, diagonal closed form)."""
+    dJ = J11 * J22 - J12 * J12
+    D = 1.0 + w1 * J11 + w2 * J22 + w1 * w2 * dJ
+    quad = (w1 * h1 * h1 + w2 * h2 * h2
+            + w1 * w2 * (J22 * h1 * h1 - 2.0 * J12 * h1 * h2 + J11 * h2 * h2))
+    delta = -0.5 * xp.log(D) + 0.5 * quad / D
+    new = ((J11 + w2 * dJ) / D, J12 / D, (J22 + w1 * dJ) / D,
+           ((1.0 + w2 * J22) * h1 - w2 * J12 * h2) / D,
+           ((1.0 + w1 * J11) * h2 - w1 * J12 * h1) / D)
+    return new, delta
+
+
+def measurement_logp(stats: MeasurementStats, a1, a2, m, v, omega: dict, va_params=None,
+                     xp=np, segsum: Callable = np_segment_sum):
+    """log p(all ratings, value-added | column parameters, node variances).
+
+    ``a1``, ``a2``, ``m``, ``v``: per column (loadings, offset, noise variance); ``omega``:
+    ``{"cell"|"lesson"|"teacher": (ω₁, ω₂)}``, each a scalar or one value per node of that
+    level; ``va_params``: per teacher ``(nu0, b_q, b_s, sV2)`` (scalars or arrays), or None.
+    """
+    w = 1.0 / v
+    col = stats.pair_column
+    n, s = stats.pair_n, stats.pair_sum
+    cell = stats.pair_cell
+    C = stats.n_cells
+    wa1, wa2 = w * a1, w * a2
+    J11 = segsum(n * (wa1 * a1)[col], cell, C)
+    J12 = segsum(n * (wa1 * a2)[col], cell, C)
+    J22 = segsum(n * (wa2 * a2)[col], cell, C)
+    resid = s - n * m[col]
+    h1 = segsum(resid * wa1[col], cell, C)
+    h2 = segsum(resid * wa2[col], cell, C)
+    nk = stats.column_n
+    ll = -0.5 * xp.sum(nk * (LOG_2PI + xp.log(v)) + w * (
+        stats.column_sq - 2.0 * m * stats.column_sum + nk * m * m))
+    msg = (J11, J12, J22, h1, h2)
+    for level, parent, size in (("cell", stats.cell_lesson, stats.n_lessons),
+                                ("lesson", stats.lesson_teacher, stats.n_teachers)):
+        msg, delta = integrate_node(*msg, *omega[level], xp=xp)
+        ll = ll + xp.sum(delta)
+        msg = tuple(segsum(x, parent, size) for x in msg)
+    J11, J12, J22, h1, h2 = msg
+    if va_params is not None:
+        nu0, bq, bs, sv2 = va_params
+        o = stats.va_observed
+        r = (stats.va - nu0) * o
+        J11 = J11 + o * bq * bq / sv2
+        J12 = J12 + o * bq * bs / sv2
+        J22 = J22 + o * bs * bs / sv2
+        h1 = h1 + r * bq / sv2
+        h2 = h2 + r * bs / sv2
+        ll = ll - 0.5 * xp.sum(o * (LOG_2PI + xp.log(sv2) + r * r / sv2))
+    _, delta = integrate_node(J11, J12, J22, h1, h2, *omega["teacher"], xp=xp)
+    return ll + xp.sum(delta)
+
+
+def dense_measurement_logp(y, cell, column, cell_lesson, lesson_teacher, a1, a2, m, v, omega,
+                           va=None, va_params=None) -> float:
+    """The same log density from the dense multivariate normal of every rating and observed
+    value-added (tests only: O(n³))."""
+    from scipy.stats import multivariate_normal
+
+    y = np.asarray(y, float)
+    cell_lesson, lesson_teacher = np.asarray(cell_lesson), np.asarray(lesson_teacher)
+    C, Lz = len(cell_lesson), len(lesson_teacher)
+    T = int(lesson_teacher.max()) + 1
+    n = len(y)
+    # Loading of each observation onto [z_t (2T) | z_l (2L) | z_c (2C)].
+    rows = []
+    for i in range(n):
+        c = cell[i]
+        lesson = cell_lesson[c]
+        t = lesson_teacher[lesson]
+        a = np.zeros(2 * (T + Lz + C))
+        for base, node in ((0, t), (2 * T, lesson), (2 * (T + Lz), c)):
+            a[base + 2 * node] = a1[column[i]]
+            a[base + 2 * node + 1] = a2[column[i]]
+        rows.append(a)
+    mean = list(np.asarray(m)[column])
+    noise = list(np.asarray(v)[column])
+    obs = list(y)
+    if va is not None and va_params is not None:
+        nu0, bq, bs, sv2 = (np.broadcast_to(np.asarray(p, float), (T,)) for p in va_params)
+        for t in range(T):
+            if np.isfinite(va[t]):
+                a = np.zeros(2 * (T + Lz + C))
+                a[2 * t], a[2 * t + 1] = bq[t], bs[t]
+                rows.append(a)
+                mean.append(nu0[t])
+                noise.append(sv2[t])
+                obs.append(va[t])
+    A = np.array(rows)
+    prior = []
+    for level, size in (("teacher", T), ("lesson", Lz), ("cell", C)):
+        w1, w2 = (np.broadcast_to(np.asarray(x, float), (size,)) for x in omega[level])
+        prior.extend(np.column_stack([w1, w2]).ravel())
+    cov = A @ np.diag(prior) @ A.T + np.diag(noise)
+    return float(multivariate_normal(mean=np.array(mean), cov=cov).logpdf(np.array(obs)))
