@@ -84,52 +84,16 @@ def test_lineage_off_touches_zero_and_on_recovers(seed):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1003, 1004, 1005])
-def test_lineage_off_and_on_at_more_seeds(seed):
-    test_lineage_off_touches_zero_and_on_recovers(seed)
-
-
-def test_family_and_within_family_add_up_to_the_llm_effects(small_fit):
-    """Per rating, the finite-population variances of the family effects and of the LLM effects
-    within family sum to that of each LLM's whole effect, draw by draw (issue 9 of the review:
-    per-level divisors made family + llm exceed it by ≈ 40%)."""
-    from misalign.inference.shares import design_effects
-
-    model = small_fit.model
-    post = model.idata["posterior"].to_dataset()
-    share = np.bincount(model.spec.design, minlength=model.spec.n_design) / model.data.n_ratings
-    whole = design_effects(model, post, "llm") + design_effects(model, post, "family")
-    mean = whole @ share
-    direct = whole**2 @ share - mean**2
-    v = small_fit.shares["finite_population_variance"]
-    parts = (v.sel(component="llm") + v.sel(component="family")).values.reshape(-1)
-    np.testing.assert_allclose(parts, direct, rtol=1e-10)
-
-
-def test_family_labels_without_a_family_effect_change_no_aggregate():
-    """Simulated with no family (or lineage) error, the data fitted with and without family
-    labels: both hold the truth, and every aggregate they share agrees."""
-    cfg = replace(PRESETS["small"], seed=1002,
-                  error_variances=ERROR_VARIANCES | {"family": 0.0, "lineage": 0.0})
-    study = simulate(cfg)
-    table = study.table()
-    fits = {}
-    for labelled in (True, False):
-        t = replace(table, ratings=table.ratings.assign(family="")) if not labelled else table
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            fits[labelled] = fit_e1(build_misalignment(t), draws=1000, tune=1000, chains=4,
-                                    seed=11, progressbar=False)
-    assert "family" in fits[True].shares["component"].values
-    assert "family" not in fits[False].shares["component"].values
-    truth = study.truth["error_scales"]["expert-sd"]["aggregates"]
-    for labelled, res in fits.items():
-        assert res.gate.passed, res.gate.message()
-        agg = res.table[res.table["kind"] == "aggregate"].set_index("name")
-        for name in ("attributable", "shared", "task", "reference"):
-            row = agg.loc[name]
-            assert row["finite_lower"] <= truth[name] <= row["finite_upper"], (labelled, name)
-    a, b = (f.table[f.table["kind"] == "aggregate"].set_index("name") for f in fits.values())
-    for name in ("attributable", "shared", "task", "reference"):
-        width = a.loc[name, "finite_upper"] - a.loc[name, "finite_lower"]
-        assert abs(a.loc[name, "finite_mean"] - b.loc[name, "finite_mean"]) < 0.25 * width, name
+def test_lineage_calibration_across_seeds():
+    """Off and on over six studies. The lineage share of one study follows that study's own
+    lineage-like variance (its method-of-moments estimate ranged 0–0.010 over seeds 1001–1030
+    with lineage off, mean 0.0020 against the population's 0.0014), so single seeds miss at
+    the 94% rate: of the twelve intervals at least ten hold the truth (a calibrated fit fails
+    this 3% of the time), at least four of the six 'off' HDIs reach 0, no 'on' HDI does."""
+    rows = {(lin, seed): _lineage_row(lin, seed) for seed in range(1001, 1007)
+            for lin in (0.0, ERROR_VARIANCES["lineage"])}
+    inside = [bool(r["inside"]) for r in rows.values()]
+    assert sum(inside) >= 10, {k: r.to_dict() for k, r in rows.items() if not r["inside"]}
+    off = [touches_zero(r) for (lin, _), r in rows.items() if lin == 0.0]
+    on = [touches_zero(r) for (lin, _), r in rows.items() if lin > 0.0]
+    assert sum(off) >= 4 and not any(on), (off, on)

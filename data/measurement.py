@@ -1,0 +1,134 @@
+"""From validated ratings to the joint measurement model's table (MEASUREMENT.md).
+
+Every rating, expert or LLM, stays a score: per task it is centred on the experts' mean and
+divided by the SD of single expert ratings of that task, so tasks share one scale and a source's
+loading and noise read in expert SDs. A *source* is one LLM × prompt; a *column* of the
+likelihood is a (task, source) or a (task, expert rater). The tree is per task: a cell is a
+unit × task, its lesson a transcript × task, its teacher a teacher × task, so tasks stack in one
+pass with no node shared between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .categorical import clean_text
+from .io import RatingsTable
+from .schema import Problem, ValidationError
+
+SOURCE_SEPARATOR = " × "
+
+
+@dataclass
+class MeasurementData:
+    """One row per rating (expert or LLM) on the expert-SD scale, as integer codes and labels;
+    value-added per teacher where given."""
+
+    frame: pd.DataFrame  # unit_id, transcript_id, teacher_id, task, kind, source, llm, prompt, y
+    task_scale: dict[str, float]
+    task_centre: dict[str, float]
+    value_added: dict[str, float]
+
+    def __post_init__(self) -> None:
+        f = self.frame
+        self.tasks = sorted(f["task"].unique().tolist())
+        self.sources = sorted(f.loc[f["kind"] == "llm", "source"].unique().tolist())
+        self.raters = sorted(f.loc[f["kind"] == "expert", "source"].unique().tolist())
+        task = f["task"].map({t: i for i, t in enumerate(self.tasks)}).to_numpy(np.int64)
+        columns = self.sources + self.raters
+        local = f["source"].map({c: i for i, c in enumerate(columns)}).to_numpy(np.int64)
+        self.n_columns = len(self.tasks) * len(columns)
+        self.column = task * len(columns) + local
+        self.task = task
+        self.y = f["y"].to_numpy(float)
+        cell_key = f["task"].astype(str) + "\x1f" + f["unit_id"].astype(str)
+        lesson_key = f["task"].astype(str) + "\x1f" + f["transcript_id"].astype(str)
+        teacher_key = f["task"].astype(str) + "\x1f" + f["teacher_id"].astype(str)
+        self.cell, cells = pd.factorize(cell_key, sort=True)
+        lesson, lessons = pd.factorize(lesson_key, sort=True)
+        teacher, teachers = pd.factorize(teacher_key, sort=True)
+        self.cell_lesson = np.zeros(len(cells), np.int64)
+        self.cell_lesson[self.cell] = lesson
+        self.lesson_teacher = np.zeros(len(lessons), np.int64)
+        self.lesson_teacher[lesson] = teacher
+        self.cell_task = np.zeros(len(cells), np.int64)
+        self.cell_task[self.cell] = task
+        self.lesson_task = self.cell_task[np.unique(self.cell_lesson, return_index=True)[1]]
+        self.teacher_task = np.zeros(len(teachers), np.int64)
+        self.teacher_task[teacher] = task
+        names = [str(k).split("\x1f", 1)[1] for k in teachers]
+        self.va = np.array([self.value_added.get(n, np.nan) for n in names], float)
+
+    @property
+    def n_ratings(self) -> int:
+        return len(self.frame)
+
+    def summary(self) -> dict:
+        f = self.frame
+        return {"ratings": len(f), "expert_ratings": int((f["kind"] == "expert").sum()),
+                "llm_ratings": int((f["kind"] == "llm").sum()), "sources": len(self.sources),
+                "raters": len(self.raters), "task": len(self.tasks),
+                "cells": int(self.cell.max()) + 1,
+                "teachers_with_value_added": int(np.isfinite(self.va).sum())}
+
+
+def build_measurement(table: RatingsTable, teachers: pd.DataFrame | None = None
+                      ) -> MeasurementData:
+    """The measurement table of validated ratings; ``teachers`` (``teacher_id``,
+    ``value_added``) adds value-added. Refuses, with one plain problem each, data the joint
+    model cannot identify: no expert ratings, fewer than two LLM sources, or no unit × task rated
+    by both an expert and an LLM."""
+    r = table.ratings
+    text = [c for c in r.columns if c != "score" and not isinstance(r[c].dtype,
+                                                                      pd.CategoricalDtype)]
+    if text:
+        r = r.assign(**{c: clean_text(r[c]) for c in text})
+    experts = r[r["rater_kind"] == "expert"]
+    llms = r[r["rater_kind"] == "llm"]
+    problems = []
+    if experts.empty:
+        problems.append(Problem(table.source, "no expert ratings: the experts fix the scale of "
+                                "true quality, so the joint model needs some", column="rater_kind"))
+    sources = (llms["rater"].astype(str) + SOURCE_SEPARATOR + llms["prompt"].astype(str))
+    if sources.nunique() < 2:
+        problems.append(Problem(table.source, f"{sources.nunique()} LLM source(s) (LLM × "
+                                "prompt): the error all LLMs share needs two or more rating the "
+                                "same units", column="rater"))
+    if not experts.empty and not llms.empty:
+        both = (experts[["unit_id", "task"]].drop_duplicates().astype(str)
+                .merge(llms[["unit_id", "task"]].drop_duplicates().astype(str)))
+        if both.empty:
+            problems.append(Problem(table.source, "no unit × task is rated by both an expert and "
+                                    "an LLM", column="unit_id"))
+    if problems:
+        raise ValidationError(problems)
+    sd = experts.groupby("task", observed=True)["score"].std(ddof=1)
+    centre = experts.groupby("task", observed=True)["score"].mean()
+    tasks = sorted(set(llms["task"].astype(str)) | set(experts["task"].astype(str)))
+    flat = [t for t in tasks if not (sd.get(t, np.nan) > 0)]
+    if flat:
+        raise ValidationError([Problem(table.source, f"task(s) {', '.join(flat)}: the expert "
+                                       "ratings have no spread (fewer than 2 or all equal), so "
+                                       "the expert-SD scale is undefined", column="score")])
+    frame = pd.DataFrame({
+        "unit_id": r["unit_id"].astype(str).to_numpy(),
+        "transcript_id": r["transcript_id"].astype(str).to_numpy(),
+        "teacher_id": r["teacher_id"].astype(str).to_numpy(),
+        "task": r["task"].astype(str).to_numpy(),
+        "kind": r["rater_kind"].astype(str).to_numpy(),
+        "llm": np.where(r["rater_kind"] == "llm", r["rater"].astype(str), ""),
+        "prompt": np.where(r["rater_kind"] == "llm", r["prompt"].astype(str), ""),
+        "source": np.where(r["rater_kind"] == "llm", r["rater"].astype(str) + SOURCE_SEPARATOR
+                           + r["prompt"].astype(str), r["rater"].astype(str)),
+        "score": r["score"].to_numpy(float)})
+    scale = {t: float(sd[t]) for t in tasks}
+    mean = {t: float(centre[t]) for t in tasks}
+    frame["y"] = ((frame["score"] - frame["task"].map(mean)) / frame["task"].map(scale))
+    va = {}
+    if teachers is not None and "value_added" in teachers:
+        va = {str(t): float(v) for t, v in zip(teachers["teacher_id"], teachers["value_added"],
+                                                strict=True) if pd.notna(v)}
+    return MeasurementData(frame=frame, task_scale=scale, task_centre=mean, value_added=va)

@@ -1,0 +1,71 @@
+"""The joint measurement model's table: scale, columns, tree, value-added, refusals."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from misalign.data.measurement import build_measurement
+from misalign.data.schema import ValidationError
+from misalign.models.measurement_likelihood import (
+    MeasurementStats,
+    dense_measurement_logp,
+    measurement_logp,
+)
+
+
+def test_scale_columns_tree_and_value_added(small_study):
+    d = build_measurement(small_study.table(), small_study.teachers)
+    f = d.frame
+    experts = f[f["kind"] == "expert"]
+    for _, g in experts.groupby("task"):
+        assert g["y"].mean() == pytest.approx(0.0, abs=1e-12)
+        assert g["y"].std(ddof=1) == pytest.approx(1.0, rel=1e-12)
+    assert len(d.sources) == 4 * 3 and len(d.raters) == 6
+    assert d.n_columns == 7 * (12 + 6)
+    # Columns and nodes never cross tasks.
+    assert (d.column // (12 + 6) == d.task).all()
+    assert (d.cell_task[d.cell] == d.task).all()
+    assert (d.teacher_task[d.lesson_teacher[d.cell_lesson]] == d.cell_task).all()
+    assert np.isfinite(d.va).all() and len(d.va) == 7 * 40
+    assert d.summary()["cells"] == 7 * 160
+
+
+def test_built_statistics_give_the_dense_density(small_study):
+    """Two teachers of one task: the recursion over the built table equals the dense MVN."""
+    table = small_study.table()
+    r = table.ratings
+    keep = r["teacher_id"].astype(str).isin(sorted(r["teacher_id"].astype(str).unique())[:2]) & (
+        r["task"].astype(str) == "CLPC")
+    d = build_measurement(replace(table, ratings=r[keep].reset_index(drop=True)),
+                          small_study.teachers)
+    rng = np.random.default_rng(0)
+    S, R = len(d.sources), len(d.raters)
+    a1 = np.r_[rng.uniform(0.5, 1.0, S), np.ones(R)]
+    a2 = np.r_[np.ones(S), np.zeros(R)]
+    m = rng.normal(0, 0.3, S + R)
+    v = rng.uniform(0.2, 0.6, S + R)
+    omega = {lv: tuple(rng.uniform(0.05, 0.5, 2)) for lv in ("cell", "lesson", "teacher")}
+    vp = (0.1, 0.4, -0.2, 0.5)
+    stats = MeasurementStats.from_arrays(d.y, d.cell, d.column, d.n_columns, d.cell_lesson,
+                                         d.lesson_teacher, d.va)
+    got = measurement_logp(stats, a1, a2, m, v, omega, vp)
+    dense = dense_measurement_logp(d.y, d.cell, d.column, d.cell_lesson, d.lesson_teacher,
+                                   a1, a2, m, v, omega, d.va, vp)
+    assert got == pytest.approx(dense, abs=1e-8)
+
+
+def test_data_the_model_cannot_identify_are_refused(small_study):
+    table = small_study.table()
+    r = table.ratings
+    cases = {
+        "no expert ratings": r[r["rater_kind"] == "llm"],
+        r"1 LLM source\(s\)": r[(r["rater_kind"] == "expert") | (
+            (r["rater"].astype(str) == "openai/gpt-4o") & (r["prompt"].astype(str) == "cot"))],
+        "rated by both an expert and an LLM": r[(r["rater_kind"] == "expert") & (
+            r["task"].astype(str) == "CLPC") | (r["rater_kind"] == "llm") & (
+            r["task"].astype(str) == "CLBM")],
+    }
+    for message, rows in cases.items():
+        with pytest.raises(ValidationError, match=message):
+            build_measurement(replace(table, ratings=rows.reset_index(drop=True)))
