@@ -87,13 +87,13 @@ def test_lineage_off_touches_zero_and_on_recovers(seed):
 def test_lineage_calibration_across_seeds():
     """Off and on over six studies. The lineage share of one study follows that study's own
     lineage-like variance (its method-of-moments estimate ranged 0–0.010 over seeds 1001–1030
-    with lineage off, mean 0.0020 against the population's 0.0014), so single seeds miss at
-    the 94% rate: of the twelve intervals at least ten hold the truth (a calibrated fit fails
-    this 3% of the time), at least four of the six 'off' HDIs reach 0, no 'on' HDI does."""
+    with lineage off, mean 0.0020 against the population's 0.0014: rounding makes the LLMs of a
+    family err alike a little even with no lineage term), so single seeds miss at the 94% rate:
+    of the twelve intervals at least ten hold the truth (a calibrated fit fails this 3% of the
+    time), and no 'on' HDI reaches 0. Measured 2026-11-28: the 'off' HDI reached 0 at 3 of the
+    6 seeds (1002–1004); at the others it excluded 0 around a truth of 0.0005–0.0015."""
     rows = {(lin, seed): _lineage_row(lin, seed) for seed in range(1001, 1007)
             for lin in (0.0, ERROR_VARIANCES["lineage"])}
     inside = [bool(r["inside"]) for r in rows.values()]
     assert sum(inside) >= 10, {k: r.to_dict() for k, r in rows.items() if not r["inside"]}
-    off = [touches_zero(r) for (lin, _), r in rows.items() if lin == 0.0]
-    on = [touches_zero(r) for (lin, _), r in rows.items() if lin > 0.0]
-    assert sum(off) >= 4 and not any(on), (off, on)
+    assert not any(touches_zero(r) for (lin, _), r in rows.items() if lin > 0.0)
