@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .categorical import clean_text
 from .io import RatingsTable
+from .misalignment import clean_ratings, expert_sd_by_task
 from .schema import Problem, ValidationError
 
 SOURCE_SEPARATOR = " × "
@@ -81,11 +81,7 @@ def build_measurement(table: RatingsTable, teachers: pd.DataFrame | None = None
     ``value_added``) adds value-added. Refuses, with one plain problem each, data the joint
     model cannot identify: no expert ratings, fewer than two LLM sources, or no unit × task rated
     by both an expert and an LLM."""
-    r = table.ratings
-    text = [c for c in r.columns if c != "score" and not isinstance(r[c].dtype,
-                                                                      pd.CategoricalDtype)]
-    if text:
-        r = r.assign(**{c: clean_text(r[c]) for c in text})
+    r = clean_ratings(table.ratings)
     experts = r[r["rater_kind"] == "expert"]
     llms = r[r["rater_kind"] == "llm"]
     problems = []
@@ -105,14 +101,9 @@ def build_measurement(table: RatingsTable, teachers: pd.DataFrame | None = None
                                     "an LLM", column="unit_id"))
     if problems:
         raise ValidationError(problems)
-    sd = experts.groupby("task", observed=True)["score"].std(ddof=1)
     centre = experts.groupby("task", observed=True)["score"].mean()
     tasks = sorted(set(llms["task"].astype(str)) | set(experts["task"].astype(str)))
-    flat = [t for t in tasks if not (sd.get(t, np.nan) > 0)]
-    if flat:
-        raise ValidationError([Problem(table.source, f"task(s) {', '.join(flat)}: the expert "
-                                       "ratings have no spread (fewer than 2 or all equal), so "
-                                       "the expert-SD scale is undefined", column="score")])
+    scale = expert_sd_by_task(experts, tasks, table.source)
     frame = pd.DataFrame({
         "unit_id": r["unit_id"].astype(str).to_numpy(),
         "transcript_id": r["transcript_id"].astype(str).to_numpy(),
@@ -124,7 +115,6 @@ def build_measurement(table: RatingsTable, teachers: pd.DataFrame | None = None
         "source": np.where(r["rater_kind"] == "llm", r["rater"].astype(str) + SOURCE_SEPARATOR
                            + r["prompt"].astype(str), r["rater"].astype(str)),
         "score": r["score"].to_numpy(float)})
-    scale = {t: float(sd[t]) for t in tasks}
     mean = {t: float(centre[t]) for t in tasks}
     frame["y"] = ((frame["score"] - frame["task"].map(mean)) / frame["task"].map(scale))
     va = {}

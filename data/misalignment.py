@@ -155,16 +155,32 @@ class MisalignmentData:
                    n_experts=n_experts, n_expert_ratings=n_expert_ratings)
 
 
+
+def clean_ratings(r: pd.DataFrame) -> pd.DataFrame:
+    """Text columns (those not already categorical) with their labels cleaned."""
+    text = [c for c in r.columns if c != "score" and not isinstance(r[c].dtype,
+                                                                      pd.CategoricalDtype)]
+    return r.assign(**{c: clean_text(r[c]) for c in text}) if text else r
+
+
+def expert_sd_by_task(experts: pd.DataFrame, tasks, source: str, hint: str = ""
+                      ) -> dict[str, float]:
+    """SD of single expert ratings per task (the ``expert-sd`` scale); a task whose expert
+    ratings have no spread is a plain problem."""
+    sd = experts.groupby("task", observed=True)["score"].std(ddof=1)
+    bad = sorted(str(t) for t in tasks if not (sd.get(t, np.nan) > 0))
+    if bad:
+        raise ValidationError([Problem(
+            source, f"task(s) {', '.join(bad)}: the expert ratings have no spread (fewer than "
+            f"2 or all equal), so the expert-sd scale is undefined{hint}", column="score")])
+    return {str(t): float(sd[t]) for t in sorted(map(str, tasks))}
+
 def build_misalignment(table: RatingsTable, error_scale: str = "expert-sd",
                        tasks: list[str] | None = None) -> MisalignmentData:
     """Expert reference per unit×task, the LLM errors, and the common scale across tasks."""
     if error_scale not in ERROR_SCALES:
         raise ValueError(f"error_scale must be one of {ERROR_SCALES}, not {error_scale!r}")
-    r = table.ratings
-    text = [c for c in r.columns if c != "score" and not isinstance(r[c].dtype,
-                                                                      pd.CategoricalDtype)]
-    if text:
-        r = r.assign(**{c: clean_text(r[c]) for c in text})
+    r = clean_ratings(table.ratings)
     if tasks is not None:
         unknown = sorted(set(tasks) - set(r["task"]))
         if unknown:
@@ -182,14 +198,8 @@ def build_misalignment(table: RatingsTable, error_scale: str = "expert-sd",
         "reference_raters": by_cell["rater"].agg(
             lambda r: RATER_SEPARATOR.join(sorted(map(str, r))))})
     if error_scale == "expert-sd":
-        sd = experts.groupby("task")["score"].std(ddof=1)
-        bad = [t for t in llms["task"].unique() if not (sd.get(t, np.nan) > 0)]
-        if bad:
-            raise ValidationError([Problem(
-                table.source, f"task(s) {', '.join(sorted(bad))}: the expert ratings have no "
-                "spread (fewer than 2 or all equal), so the expert-sd scale is undefined; use "
-                "--error-scale raw", column="score")])
-        task_scale = {str(t): float(sd[t]) for t in sorted(llms["task"].unique())}
+        task_scale = expert_sd_by_task(experts, llms["task"].unique(), table.source,
+                                       "; use --error-scale raw")
     else:
         task_scale = {str(t): 1.0 for t in sorted(llms["task"].unique())}
     f = llms.join(ref, on=["unit_id", "task"])
