@@ -353,12 +353,16 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
         truth["error_scales"] = {}
         for s, acc in accs.items():
             var = acc.variances(llm_family is not None)
-            truth["error_scales"][s] = {"variances": var, **true_shares(var)}
+            truth["error_scales"][s] = {
+                "variances": var, **true_shares(var),
+                "bias": acc.biases(list(cfg.tasks), [n for n, _ in cfg.llms], list(cfg.prompts)),
+                "total_error_sd": float(np.sqrt(sum(var.values())))}
         truth["population_teachers"] = n_pop
         truth["definition"] = (
             "finite-population shares on the error scale after rounding: the balanced ANOVA of a "
             f"population of {n_pop} teachers drawn with the same fixed effects; crossed and "
-            "reference components as variances over ratings of the realised effects (see "
-            "misalign.data.truth)")
+            "reference components as variances over ratings of the realised effects; biases "
+            "as the population's mean errors; on the raw scale the biases are in rubric points "
+            "(see misalign.data.truth)")
     return SimulatedStudy(ratings=ratings, tasks=tasks, teachers=teachers, llms=llms,
                           truth=truth, config=cfg)

@@ -12,6 +12,10 @@ prompt and task effects, under the model's own definitions:
   llm×unit×task): their σ², from expected mean squares; the residual: the mean over tasks of
   each task's within-(cell, LLM) variance.
 
+The size of the drift (``AnovaAccumulator.biases``) is the population's mean error per design
+cell, averaged as the model averages its zero-sum effects: overall, per task, per LLM, per
+prompt, per LLM × prompt (each over the tasks and the other factor, with equal weights).
+
 For balanced data Gaussian (RE)ML estimates equal these ANOVA estimates, so they are what the
 E1 model converges to. The errors arrive as (unit, task, llm, prompt, replicate) arrays of whole
 teachers; llm×unit×task is separated when an LLM rates a cell more than once (it is pooled into
@@ -86,6 +90,18 @@ class AnovaAccumulator:
     def _means(x: np.ndarray, w: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         return (x.reshape(-1, size).mean(axis=1),
                 w.reshape(-1, size, w.shape[1]).mean(axis=1))
+
+    def biases(self, tasks, llms, prompts) -> dict:
+        """Mean error of the population: overall, per task, LLM, prompt and LLM × prompt
+        (labels as given), as the E1 bias group defines them."""
+        m = (self.sums["sum_e"] / self.n_units).mean(axis=3)  # (K, L, P)
+        pairs = m.mean(axis=0)
+        return {"overall": float(m.mean()),
+                "task": dict(zip(tasks, map(float, m.mean(axis=(1, 2))), strict=True)),
+                "llm": dict(zip(llms, map(float, pairs.mean(axis=1)), strict=True)),
+                "prompt": dict(zip(prompts, map(float, pairs.mean(axis=0)), strict=True)),
+                "llm_prompt": {f"{a} × {b}": float(pairs[i, j]) for i, a in enumerate(llms)
+                               for j, b in enumerate(prompts)}}
 
     def variances(self, families: bool) -> dict[str, float]:
         """Finite-population variances of the crossed effects and the reference, σ² of the

@@ -65,3 +65,23 @@ def test_scaled_study_and_categorical_storage(tmp_path):
     as_str.ratings = as_str.ratings.astype({c: str for c in r.columns if c != "score"})
     assert build_misalignment(as_str).data_hash() == in_memory.data_hash()
     np.testing.assert_array_equal(from_file.cell, in_memory.cell)
+
+
+def test_bias_truth_against_a_direct_population_mean(small_study):
+    """The truth's biases are the population's mean errors: checked against the plain mean of
+    an independently drawn population (another random stream, same fixed effects), not through
+    the accumulator that computes the truth."""
+    from misalign.data.simulate import _block, _errors, _expert_sd, _fixed_effects
+
+    cfg = small_study.config
+    rng = np.random.default_rng(cfg.seed)
+    fx = _fixed_effects(cfg, rng)
+    sd = _expert_sd(_block(cfg, fx, rng, cfg.n_teachers))
+    e = _errors(_block(cfg, fx, np.random.default_rng([cfg.seed, 99]), 2000), sd)
+    truth = small_study.truth["error_scales"]["expert-sd"]
+    assert truth["bias"]["overall"] == pytest.approx(e.mean(), abs=0.02)
+    for i, (llm, _) in enumerate(cfg.llms):
+        assert truth["bias"]["llm"][llm] == pytest.approx(e[:, :, i].mean(), abs=0.02)
+    assert truth["bias"]["llm_prompt"][f"{cfg.llms[0][0]} × {cfg.prompts[1]}"] == \
+        pytest.approx(e[:, :, 0, 1].mean(), abs=0.02)
+    assert truth["total_error_sd"] == pytest.approx(e.std(), abs=0.03)
