@@ -6,7 +6,8 @@ noise; LLMs score (1 − compression)·θ plus the misalignment error: bias, llm
 task, their two- and three-way interactions, a unit×task error every LLM shares, unit,
 transcript and teacher errors, a family×unit×task error the LLMs of one family share
 (lineage), an llm×unit×task error one LLM makes on a cell whatever the prompt, and noise whose
-SD differs by task. Every score is rounded and clipped to its task's ordinal scale. Teacher
+SD differs by task. Every score is rounded and clipped to its task's ordinal scale (or, with
+``continuous=True``, left on the latent scale: no rounding, no clipping). Teacher
 value-added depends on true teaching quality; each LLM has a benchmark score.
 """
 
@@ -76,6 +77,11 @@ class SimulationConfig:
     va_reliability: float = 0.3
     population_factor: int = 100
     seed: int = 20240501
+    # Unrounded, unclipped scores. Rounding and clipping are nonlinear, so on ordinal scores a
+    # component switched off can still have a (small) true share (two LLMs of one family shifted
+    # alike round alike: lineage ≈ 0.001 with the lineage term off); on continuous scores a term
+    # switched off has a true share of exactly 0. The task scales are then declared wide.
+    continuous: bool = False
 
     @property
     def n_units(self) -> int:
@@ -188,6 +194,8 @@ def _block(cfg: SimulationConfig, fx: dict, rng: np.random.Generator, n_teachers
         shape = [1] * latent.ndim
         shape[axis_task] = K
         c, s = centre.reshape(shape), spread.reshape(shape)
+        if cfg.continuous:
+            return c + s * latent
         return np.clip(np.rint(c + s * latent), lo.reshape(shape), hi.reshape(shape))
 
     # Experts: one rater scores every task of a unit; some units get a second rater.
@@ -318,6 +326,10 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
     tasks = pd.DataFrame({"task": list(cfg.tasks),
                           "scale_min": [float(TASKS[t][0]) for t in cfg.tasks],
                           "scale_max": [float(TASKS[t][1]) for t in cfg.tasks]})
+    if cfg.continuous:  # wide enough for every unclipped score (latent SDs ≈ 1.5)
+        spread = np.array([TASKS[t][3] for t in cfg.tasks])
+        tasks["scale_min"] = np.floor(tasks["scale_min"] - 12 * spread)
+        tasks["scale_max"] = np.ceil(tasks["scale_max"] + 12 * spread)
     tq = b["teacher_q"]
     z = (tq - tq.mean()) / tq.std()
     r = cfg.va_reliability
@@ -359,10 +371,10 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
                 "total_error_sd": float(np.sqrt(sum(var.values())))}
         truth["population_teachers"] = n_pop
         truth["definition"] = (
-            "finite-population shares on the error scale after rounding: the balanced ANOVA of a "
-            f"population of {n_pop} teachers drawn with the same fixed effects; crossed and "
-            "reference components as variances over ratings of the realised effects; biases "
-            "as the population's mean errors; on the raw scale the biases are in rubric points "
-            "(see misalign.data.truth)")
+            "finite-population shares on the error scale after rounding (none when continuous): "
+            f"the balanced ANOVA of a population of {n_pop} teachers drawn with the same fixed "
+            "effects; crossed and reference components as variances over ratings of the "
+            "realised effects; biases as the population's mean errors; on the raw scale the "
+            "biases are in rubric points (see misalign.data.truth)")
     return SimulatedStudy(ratings=ratings, tasks=tasks, teachers=teachers, llms=llms,
                           truth=truth, config=cfg)

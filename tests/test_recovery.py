@@ -57,8 +57,8 @@ def test_reference_truth_inside_hdi_and_gate_passes():
     assert tab["inside"].all(), tab[~tab["inside"]].to_string()
 
 
-def _lineage_row(lineage_variance: float, seed: int):
-    cfg = replace(PRESETS["small"], seed=seed,
+def _lineage_row(lineage_variance: float, seed: int, continuous: bool = False):
+    cfg = replace(PRESETS["small"], seed=seed, continuous=continuous,
                   error_variances=ERROR_VARIANCES | {"lineage": lineage_variance})
     study = simulate(cfg)
     with warnings.catch_warnings():
@@ -76,27 +76,36 @@ def touches_zero(row) -> bool:
     return row["finite_lower"] < 0.05 * row["finite_upper"]
 
 
+# "Switched off" means no lineage at all, so the off checks use continuous scores: on the
+# ordinal scales rounding alone makes the LLMs of one family err alike (the population's
+# lineage share with the term off is 0.0005–0.0015, not 0), and a fit that finds it is right.
 @pytest.mark.parametrize("seed", [1002])
 def test_lineage_off_touches_zero_and_on_recovers(seed):
     """The direct test of the lineage hypothesis: simulated without a family×unit×task error,
-    the lineage share's HDI reaches 0; with it, the HDI holds the truth and excludes 0."""
-    off = _lineage_row(0.0, seed)
-    assert touches_zero(off), off.to_dict()
-    assert off["inside"], off.to_dict()
+    the lineage share's HDI reaches 0 (and holds the truth, ≈ 0); with it (rounded scores, as
+    every preset), the HDI holds the truth and excludes 0."""
+    off = _lineage_row(0.0, seed, continuous=True)
+    assert touches_zero(off) and off["finite_upper"] < 0.01, off.to_dict()
+    assert off["truth"] < 0.001, off.to_dict()
     on = _lineage_row(ERROR_VARIANCES["lineage"], seed)
     assert on["inside"] and not touches_zero(on), on.to_dict()
 
 
 @pytest.mark.slow
 def test_lineage_calibration_across_seeds():
-    """Off and on over six studies. The lineage share of one study follows that study's own
-    lineage-like variance (its method-of-moments estimate ranged 0–0.010 over seeds 1001–1030
-    with lineage off, mean 0.0020 against the population's 0.0014: rounding makes the LLMs of a
-    family err alike a little even with no lineage term), so single seeds miss at the 94% rate:
-    of the twelve intervals at least ten hold the truth (a calibrated fit fails this 3% of the
-    time), and no 'on' HDI reaches 0. Measured 2026-11-28: the 'off' HDI reached 0 at 3 of the
-    6 seeds (1002–1004); at the others it excluded 0 around a truth of 0.0005–0.0015."""
-    rows = {(lin, seed): _lineage_row(lin, seed) for seed in range(1001, 1007)
+    """Six studies each: lineage off on continuous scores (truth 0 up to the population's Monte
+    Carlo error), and on and off on rounded scores. A variance at 0 is on the boundary, so a
+    calibrated fit's HDI excludes it now and then when a small study happens to show some
+    lineage: at least 5 of the 6 continuous 'off' HDIs touch 0 (measured 2026-11-28: 5 of 6;
+    at 1005 the study's own lineage put the HDI at [0.0006, 0.0082]). On rounded scores the
+    lineage share of one study follows that study's own lineage-like variance (with the term off
+    its method-of-moments estimate ranged 0–0.010 over seeds 1001–1030, mean 0.0020 against the
+    population's 0.0014), so of the twelve rounded intervals at least ten hold the truth (a
+    calibrated fit fails this 3% of the time), and no 'on' HDI reaches 0."""
+    seeds = range(1001, 1007)
+    off = [_lineage_row(0.0, seed, continuous=True) for seed in seeds]
+    assert sum(touches_zero(r) for r in off) >= 5, [r.to_dict() for r in off]
+    rows = {(lin, seed): _lineage_row(lin, seed) for seed in seeds
             for lin in (0.0, ERROR_VARIANCES["lineage"])}
     inside = [bool(r["inside"]) for r in rows.values()]
     assert sum(inside) >= 10, {k: r.to_dict() for k, r in rows.items() if not r["inside"]}
