@@ -10,16 +10,22 @@ pass with no node shared between them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
+from .categorical import dataset_to_frame, frame_hash, frame_to_dataset
 from .io import RatingsTable
 from .misalignment import clean_ratings, expert_sd_by_task
 from .schema import Problem, ValidationError
 
 SOURCE_SEPARATOR = " × "
+TEXT_COLUMNS = ["unit_id", "transcript_id", "teacher_id", "task", "kind", "llm", "prompt",
+                "family", "source"]
+NUMBER_COLUMNS = ["score", "y"]
 
 
 @dataclass
@@ -65,6 +71,91 @@ class MeasurementData:
     @property
     def n_ratings(self) -> int:
         return len(self.frame)
+
+    @property
+    def n_local(self) -> int:
+        """Columns per task: the sources, then the raters."""
+        return len(self.sources) + len(self.raters)
+
+    def source_labels(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        """The LLMs, prompts and families, each with every source's code into it (a family
+        with no label is the LLM's own)."""
+        f = self.frame[self.frame["kind"] == "llm"].drop_duplicates("source").set_index("source")
+        fam = f["family"].where(f["family"] != "", f["llm"])
+        out = {}
+        for name, col in (("llm", f["llm"]), ("prompt", f["prompt"]), ("family", fam)):
+            labels = sorted(col.unique().tolist())
+            out[name] = (labels, np.array([labels.index(col[s]) for s in self.sources],
+                                          np.int64))
+        return out
+
+    def dense_statistics(self) -> dict[str, np.ndarray]:
+        """What the likelihood's leaves need. LLM ratings: counts ``N`` and sums ``S`` per
+        (task, cell of that task, source), padded to the largest task, ``valid`` the padded
+        position of every cell (in cell order). Expert ratings: count ``nE`` and sum ``sE`` per
+        (task, padded cell), and one entry per (cell, rater) pair (``er_pos``, ``er_task``,
+        ``er_rater``, ``er_n``) for the severities. Per (task, column), sources then raters:
+        the rating count, sum and sum of squares."""
+        K, T, Sn = self.n_local, len(self.tasks), len(self.sources)
+        C = len(self.cell_task)
+        bounds = np.searchsorted(self.cell_task, np.arange(T + 1))
+        size = int(np.diff(bounds).max())
+        pos = self.cell_task * size + np.arange(C) - bounds[self.cell_task]
+        local = self.column % K
+        llm = local < Sn
+        flat = pos[self.cell[llm]] * Sn + local[llm]
+        N = np.bincount(flat, minlength=T * size * Sn).astype(float)
+        S = np.bincount(flat, weights=self.y[llm], minlength=T * size * Sn)
+        ex = ~llm
+        epos = pos[self.cell[ex]]
+        pair = epos * max(len(self.raters), 1) + (local[ex] - Sn)
+        pairs, count = np.unique(pair, return_counts=True)
+        er_pos = pairs // max(len(self.raters), 1)
+        tk = self.task * K + local
+        return {"N": N.reshape(T, size, Sn), "S": S.reshape(T, size, Sn), "valid": pos,
+                "nE": np.bincount(epos, minlength=T * size).astype(float).reshape(T, size),
+                "sE": np.bincount(epos, weights=self.y[ex], minlength=T * size).reshape(T, size),
+                "er_pos": er_pos, "er_task": er_pos // size,
+                "er_rater": pairs % max(len(self.raters), 1), "er_n": count.astype(float),
+                "n": np.bincount(tk, minlength=T * K).astype(float).reshape(T, K),
+                "sum": np.bincount(tk, weights=self.y, minlength=T * K).reshape(T, K),
+                "sq": np.bincount(tk, weights=self.y**2, minlength=T * K).reshape(T, K)}
+
+    def design(self) -> pd.DataFrame:
+        """Per task, the data's design: cells per lesson (m), lessons per teacher (n), ratings
+        per (cell, source) (k), and the mean of 1/(expert ratings) over cells an LLM rated."""
+        f = self.frame
+        rows = []
+        for k, task in enumerate(self.tasks):
+            cells = np.flatnonzero(self.cell_task == k)
+            lessons = np.unique(self.cell_lesson[cells])
+            g = f[(f["task"] == task)]
+            llm = g[g["kind"] == "llm"]
+            per_pair = llm.groupby(["unit_id", "source"], observed=True).size()
+            experts = g[g["kind"] == "expert"].groupby("unit_id", observed=True).size()
+            rated = experts.reindex(llm["unit_id"].unique()).dropna()
+            rows.append({"task": task, "m": len(cells) / max(len(lessons), 1),
+                         "n": len(lessons) / max(len(np.unique(self.lesson_teacher[lessons])), 1),
+                         "k": float(per_pair.mean()) if len(per_pair) else 1.0,
+                         "inv_experts": float((1.0 / rated).mean()) if len(rated) else 1.0})
+        return pd.DataFrame(rows).set_index("task")
+
+    def data_hash(self) -> str:
+        return frame_hash(self.frame, TEXT_COLUMNS + NUMBER_COLUMNS)
+
+    def to_dataset(self) -> xr.Dataset:
+        ds = frame_to_dataset(self.frame, TEXT_COLUMNS, NUMBER_COLUMNS)
+        ds.attrs = {"task_scale": json.dumps(self.task_scale),
+                    "task_centre": json.dumps(self.task_centre),
+                    "value_added": json.dumps(self.value_added)}
+        return ds
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset) -> MeasurementData:
+        frame = dataset_to_frame(ds, TEXT_COLUMNS, NUMBER_COLUMNS, categorical=False)
+        return cls(frame=frame, task_scale=json.loads(ds.attrs["task_scale"]),
+                   task_centre=json.loads(ds.attrs["task_centre"]),
+                   value_added=json.loads(ds.attrs["value_added"]))
 
     def summary(self) -> dict:
         f = self.frame
@@ -112,6 +203,7 @@ def build_measurement(table: RatingsTable, teachers: pd.DataFrame | None = None
         "kind": r["rater_kind"].astype(str).to_numpy(),
         "llm": np.where(r["rater_kind"] == "llm", r["rater"].astype(str), ""),
         "prompt": np.where(r["rater_kind"] == "llm", r["prompt"].astype(str), ""),
+        "family": np.where(r["rater_kind"] == "llm", r["family"].astype(str), ""),
         "source": np.where(r["rater_kind"] == "llm", r["rater"].astype(str) + SOURCE_SEPARATOR
                            + r["prompt"].astype(str), r["rater"].astype(str)),
         "score": r["score"].to_numpy(float)})

@@ -24,6 +24,8 @@ from pandas.api.types import union_categoricals
 from .atomic import atomic_write, atomic_write_text
 from .categorical import clean_text
 from .io import RatingsTable
+from .measurement import SOURCE_SEPARATOR
+from .measurement_truth import AgreementAccumulator
 from .schema import RATING_COLUMNS
 from .truth import AnovaAccumulator, true_shares
 
@@ -170,6 +172,11 @@ def _fixed_effects(cfg: SimulationConfig, rng: np.random.Generator) -> dict[str,
     }
 
 
+def _severity(cfg: SimulationConfig) -> np.ndarray:
+    """The experts' severities (fixed by the seed: the same raters in data and population)."""
+    return np.random.default_rng(cfg.seed + 7).normal(0, cfg.expert_severity_sd, cfg.n_experts)
+
+
 def _block(cfg: SimulationConfig, fx: dict, rng: np.random.Generator, n_teachers: int) -> dict:
     """Generate ``n_teachers`` whole teachers: expert and LLM scores on each task's scale."""
     ng, nu = cfg.transcripts_per_teacher, cfg.units_per_transcript
@@ -202,7 +209,7 @@ def _block(cfg: SimulationConfig, fx: dict, rng: np.random.Generator, n_teachers
     rater1 = rng.integers(0, cfg.n_experts, U)
     rater2 = (rater1 + rng.integers(1, cfg.n_experts, U)) % cfg.n_experts
     second = rng.random(U) < cfg.double_rated
-    severity = np.random.default_rng(cfg.seed + 7).normal(0, cfg.expert_severity_sd, cfg.n_experts)
+    severity = _severity(cfg)
     e1 = to_scale(theta + severity[rater1][:, None] + rng.normal(0, cfg.expert_noise_sd, (U, K)), 1)
     e2 = to_scale(theta + severity[rater2][:, None] + rng.normal(0, cfg.expert_noise_sd, (U, K)), 1)
     e2[~second] = np.nan
@@ -223,8 +230,9 @@ def _block(cfg: SimulationConfig, fx: dict, rng: np.random.Generator, n_teachers
     noise_sd = sd(v["residual"]) * np.resize(np.asarray(cfg.residual_task_sd, float), K)
     latent = latent + rng.normal(0, 1, (U, K, L, P, R)) * noise_sd[None, :, None, None, None]
     llm_scores = to_scale(latent, 1)
-    return {"teacher_q": teacher_q, "e1": e1, "e2": e2, "rater1": rater1, "rater2": rater2,
-            "second": second, "llm": llm_scores, "lo": lo, "hi": hi}
+    return {"teacher_q": teacher_q, "tr_q": tr_q, "theta": theta, "e1": e1, "e2": e2,
+            "rater1": rater1, "rater2": rater2, "second": second, "llm": llm_scores, "lo": lo,
+            "hi": hi}
 
 
 def _reference_weights(b: dict, n_experts: int) -> np.ndarray:
@@ -353,6 +361,8 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
         accs = {s: AnovaAccumulator(nu, ng, (K, L, P, R), fx["family_index"], cfg.n_experts)
                 for s in ("expert-sd", "raw")}
         scales = {"expert-sd": expert_sd, "raw": np.ones(K)}
+        agree = AgreementAccumulator({t: TASKS[t] for t in cfg.tasks}, QUALITY_VARIANCES,
+                                     _severity(cfg), cfg.expert_noise_sd, expert_sd, cfg.continuous)
         n_pop = max(cfg.n_teachers * cfg.population_factor, 2000)
         chunk = max(1, 20000 // (ng * nu))
         done = 0
@@ -361,6 +371,7 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
             pb = _block(cfg, fx, pop_rng, n)
             for s, acc in accs.items():
                 acc.add(_errors(pb, scales[s]), _reference_weights(pb, cfg.n_experts))
+            agree.add(pb, nu, ng)
             done += n
         truth["error_scales"] = {}
         for s, acc in accs.items():
@@ -369,6 +380,10 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
                 "variances": var, **true_shares(var),
                 "bias": acc.biases(list(cfg.tasks), [n for n, _ in cfg.llms], list(cfg.prompts)),
                 "total_error_sd": float(np.sqrt(sum(var.values())))}
+        fam_of = fx["family_index"]
+        truth["measurement"] = agree.result(
+            [f"{m}{SOURCE_SEPARATOR}{p}" for m, _ in cfg.llms for p in cfg.prompts],
+            np.repeat(np.arange(L), P), np.repeat(fam_of, P))
         truth["population_teachers"] = n_pop
         truth["definition"] = (
             "finite-population shares on the error scale after rounding (none when continuous): "

@@ -19,6 +19,7 @@ from .analysis import AnalysisResults
 ANALYSES = {
     "e1": "misalign.inference.e1:E1Results",
     "gstudy": "misalign.inference.gstudy:GStudyResults",
+    "measurement": "misalign.inference.measurement:MeasurementResults",
 }
 
 

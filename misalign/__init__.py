@@ -7,12 +7,13 @@ try:
 except metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-__all__ = ["PRESETS", "AnalysisResults", "E1Results", "GStudyResults", "MisalignmentData",
-           "SamplerConfig", "SimulatedStudy", "ValidationError", "VariancePartitionModel",
-           "__version__", "build_misalignment", "collect", "export_ratings", "fit",
-           "fit_gstudy", "load", "load_experts", "load_gstudy", "load_misalignment",
-           "load_ratings", "load_results", "misalignment_data", "noise_ceiling", "read_study",
-           "read_units", "simulate"]
+__all__ = ["PRESETS", "AnalysisResults", "E1Results", "GStudyResults", "MeasurementData",
+           "MeasurementResults", "MisalignmentData", "SamplerConfig", "SimulatedStudy",
+           "ValidationError", "VariancePartitionModel", "__version__", "build_measurement",
+           "build_misalignment", "collect", "export_ratings", "fit", "fit_gstudy",
+           "fit_measurement", "load", "load_experts", "load_gstudy", "load_misalignment",
+           "load_ratings", "load_results", "measurement_data", "misalignment_data",
+           "noise_ceiling", "read_study", "read_units", "simulate"]
 _COLLECT = {"collect", "export_ratings", "read_study", "read_units"}
 _HOME = {"noise_ceiling": "misalign.inference"}
 

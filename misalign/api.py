@@ -12,15 +12,18 @@ from misalign.data import (
     load_ratings,
 )
 from misalign.data.experts import ExpertRatings, load_experts
+from misalign.data.measurement import MeasurementData, build_measurement
 from misalign.data.simulate import PRESETS, SimulatedStudy, simulate
 from misalign.inference import (
     AnalysisResults,
     E1Results,
     GStudyResults,
+    MeasurementResults,
     load,
     load_gstudy,
     load_results,
 )
+from misalign.inference.measurement import experts_priors
 from misalign.models import VariancePartitionModel, read_priors_toml
 from misalign.models.options import SamplerConfig
 
@@ -68,6 +71,48 @@ def fit(data: MisalignmentData | SimulatedStudy | str | Path | None = None, *,
                          prior_structure=prior_structure, **sampler)
 
 
+def measurement_data(data: MeasurementData | SimulatedStudy | str | Path | None = None, *,
+                     tasks: str | Path | None = None, teachers: Any = None,
+                     score_policy: str = "error") -> MeasurementData:
+    """The joint model's input (expert and LLM scores) from a ratings file, a simulated study,
+    a prepared table, or (``None``) the simulated small study."""
+    if isinstance(data, MeasurementData):
+        return data
+    if isinstance(data, (str, Path)):
+        return build_measurement(load_ratings(data, tasks=tasks, score_policy=score_policy),
+                                 teachers)
+    study = data if data is not None else simulate("small", compute_truth=False)
+    return build_measurement(study.table(), study.teachers if teachers is None else teachers)
+
+
+def fit_measurement(data: MeasurementData | SimulatedStudy | str | Path | None = None, *,
+                    tasks: str | Path | None = None,
+                    priors: dict[str, Any] | str | Path | None = None,
+                    experts_prior: AnalysisResults | str | Path | None = None,
+                    sampling: SamplerConfig | None = None, **sampler: Any
+                    ) -> MeasurementResults:
+    """The joint measurement model (E2, E1 net of the reference). ``experts_prior``: a G-study
+    results object or file of the same instrument, whose rater and residual variances become
+    the priors of the experts' severity and noise (with double-rated cells in the data, those
+    identify them anyway)."""
+    md = measurement_data(data, tasks=tasks)
+    priors = dict(_priors(priors) or {})
+    source = ""
+    if experts_prior is not None:
+        g = experts_prior if isinstance(experts_prior, AnalysisResults) else load(experts_prior)
+        if not hasattr(g, "variances"):
+            raise ValueError(f"{experts_prior}: not a G-study results file (`misalign gstudy`)")
+        expert, matched = experts_priors(g, md)
+        if not matched:
+            raise ValueError(f"{getattr(g, 'path', experts_prior)}: the G-study has none of "
+                             f"the tasks {', '.join(md.tasks)}")
+        priors = expert | priors
+        source = (f"the G-study {getattr(g, 'path', '') or 'given'} (tasks "
+                  f"{', '.join(matched)}; the others: default priors)")
+    return MeasurementResults.fit(md, priors=priors or None, experts_prior=source,
+                                  sampling=sampling, **sampler)
+
+
 def fit_gstudy(ratings: ExpertRatings | str | Path, *, fmt: str = "long",
                tasks: str | Path | None = None, dimensions: list[str] | None = None,
                facets: tuple[str, ...] = (), likelihood: str = "gaussian",
@@ -83,8 +128,10 @@ def fit_gstudy(ratings: ExpertRatings | str | Path, *, fmt: str = "long",
                              **sampler)
 
 
-__all__ = ["PRESETS", "AnalysisResults", "E1Results", "GStudyResults", "MisalignmentData",
+__all__ = ["PRESETS", "AnalysisResults", "E1Results", "GStudyResults", "MeasurementData",
+           "MeasurementResults", "MisalignmentData",
            "SamplerConfig", "SimulatedStudy", "ValidationError", "VariancePartitionModel",
-           "build_misalignment", "fit", "fit_gstudy", "load", "load_experts", "load_gstudy",
+           "build_measurement", "build_misalignment", "fit", "fit_gstudy", "fit_measurement",
+           "load", "load_experts", "load_gstudy", "measurement_data",
            "load_misalignment", "load_ratings", "load_results", "misalignment_data",
            "simulate"]

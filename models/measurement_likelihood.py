@@ -113,17 +113,26 @@ def measurement_logp(stats: MeasurementStats, a1, a2, m, v, omega: dict, va_para
     nk = stats.column_n
     ll = -0.5 * xp.sum(nk * (LOG_2PI + xp.log(v)) + w * (
         stats.column_sq - 2.0 * m * stats.column_sum + nk * m * m))
-    msg = (J11, J12, J22, h1, h2)
-    for level, parent, size in (("cell", stats.cell_lesson, stats.n_lessons),
-                                ("lesson", stats.lesson_teacher, stats.n_teachers)):
+    return ll + tree_logp((J11, J12, J22, h1, h2), stats.cell_lesson, stats.lesson_teacher,
+                          stats.n_lessons, stats.n_teachers, omega, xp, segsum,
+                          (stats.va, stats.va_observed, va_params))
+
+
+def tree_logp(msg: tuple, cell_lesson: np.ndarray, lesson_teacher: np.ndarray, n_lessons: int,
+              n_teachers: int, omega: dict, xp=np, segsum: Callable = np_segment_sum,
+              va: tuple | None = None):
+    """Integrate the cells' messages up the tree (cell → lesson → teacher → top); ``va`` =
+    (value-added, observed, params) adds value-added at the teacher (params None: none)."""
+    ll = 0.0
+    for level, parent, size in (("cell", cell_lesson, n_lessons),
+                                ("lesson", lesson_teacher, n_teachers)):
         msg, delta = integrate_node(*msg, *omega[level], xp=xp)
         ll = ll + xp.sum(delta)
         msg = tuple(segsum(x, parent, size) for x in msg)
     J11, J12, J22, h1, h2 = msg
-    if va_params is not None:
-        nu0, bq, bs, sv2 = va_params
-        o = stats.va_observed
-        r = (stats.va - nu0) * o
+    if va is not None and va[2] is not None:
+        values, o, (nu0, bq, bs, sv2) = va
+        r = (values - nu0) * o
         J11 = J11 + o * bq * bq / sv2
         J12 = J12 + o * bq * bs / sv2
         J22 = J22 + o * bs * bs / sv2
@@ -134,8 +143,80 @@ def measurement_logp(stats: MeasurementStats, a1, a2, m, v, omega: dict, va_para
     return ll + xp.sum(delta)
 
 
+def dense_leaves(stats: dict, lam, mu, sig2, mu_e, rho, s2e, xp=np,
+                 segsum: Callable = np_segment_sum, groups: dict | None = None
+                 ) -> tuple[tuple, object]:
+    """The cells' messages and the constant from ``MeasurementData.dense_statistics``, with
+    the parameters per task: sources' loadings ``lam``, intercepts ``mu`` and noise variances
+    ``sig2`` (task, source); the experts' mean ``mu_e`` and noise ``s2e`` (task,) and the
+    severities ``rho`` (task, rater).
+
+    The LLM part of every cell is two batched matrix products of the (task, cell, source)
+    counts and sums with a few (task, source) columns of parameters (O(cells × sources), in
+    BLAS); the expert part is per-cell counts and sums plus the severities of the (cell, rater)
+    pairs. ``groups`` adds latents below the cell, each N(0, τ²) with loading 1 on a group of
+    sources: ``{"llm": (G, τ²), "family": (H, τ²)}`` with G (sources × LLMs) the indicator of
+    each LLM's sources and H (LLMs × families) of each family's LLMs, τ² per task. An LLM's
+    latent (its own error on the cell, whatever the prompt) is integrated first, then its
+    family's (lineage), both in closed form (Schur complements; exact for τ² = 0)."""
+    w = 1.0 / sig2
+    wl = w * lam
+    N, S = stats["N"], stats["S"]
+    n_cols = [wl * lam, wl, w, wl * mu, w * mu]
+    s_cols = [wl, w]
+    L = 0
+    if groups:
+        G = groups["llm"][0]
+        L = G.shape[1]
+        n_cols += [wl[:, :, None] * G, (w * mu)[:, :, None] * G]  # B1, Σ w m by LLM
+        s_cols += [w[:, :, None] * G]  # Σ w y by LLM
+        n_cols.insert(5, w[:, :, None] * G)  # W (= B2: a source's shared loading is 1)
+    flat_n = [c[:, :, None] if c.ndim == 2 else c for c in n_cols]
+    flat_s = [c[:, :, None] if c.ndim == 2 else c for c in s_cols]
+    NP = xp.matmul(N, xp.concatenate(flat_n, axis=2))
+    SP = xp.matmul(S, xp.concatenate(flat_s, axis=2))
+    J11, J12, J22 = NP[..., 0], NP[..., 1], NP[..., 2]
+    h1, h2 = SP[..., 0] - NP[..., 3], SP[..., 1] - NP[..., 4]
+    # Experts: loading (1, 0), offset μ_E + ρ_r, noise s2e.
+    size = N.shape[1]
+    sev = segsum(stats["er_n"] * rho[stats["er_task"], stats["er_rater"]], stats["er_pos"],
+                 N.shape[0] * size).reshape((N.shape[0], size))
+    J11 = J11 + stats["nE"] / s2e[:, None]
+    h1 = h1 + (stats["sE"] - stats["nE"] * mu_e[:, None] - sev) / s2e[:, None]
+    extra = 0.0
+    if groups:
+        t2 = groups["llm"][1][:, None, None]
+        W, B1 = NP[..., 5:5 + L], NP[..., 5 + L:5 + 2 * L]
+        Rr = SP[..., 2:2 + L] - NP[..., 5 + 2 * L:5 + 3 * L]
+        B2 = W
+        c = t2 / (1.0 + t2 * W)
+        J11, J12, J22 = (J11 - (c * B1 * B1).sum(-1), J12 - (c * B1 * B2).sum(-1),
+                         J22 - (c * B2 * B2).sum(-1))
+        h1, h2 = h1 - (c * B1 * Rr).sum(-1), h2 - (c * B2 * Rr).sum(-1)
+        cell_terms = (-0.5 * xp.log(1.0 + t2 * W) + 0.5 * c * Rr * Rr).sum(-1)
+        if "family" in groups:
+            H, tau2f = groups["family"]
+            e = 1.0 / (1.0 + t2 * W)  # what is left of each LLM's ratings for its family
+            F1, F2, Ff, Fh = (B1 * e) @ H, (B2 * e) @ H, (W * e) @ H, (Rr * e) @ H
+            tf = tau2f[:, None, None]
+            cf = tf / (1.0 + tf * Ff)
+            J11, J12, J22 = (J11 - (cf * F1 * F1).sum(-1), J12 - (cf * F1 * F2).sum(-1),
+                             J22 - (cf * F2 * F2).sum(-1))
+            h1, h2 = h1 - (cf * F1 * Fh).sum(-1), h2 - (cf * F2 * Fh).sum(-1)
+            cell_terms = cell_terms + (-0.5 * xp.log(1.0 + tf * Ff) + 0.5 * cf * Fh * Fh).sum(-1)
+        extra = xp.sum(cell_terms.reshape((-1,))[stats["valid"]])
+    valid = stats["valid"]
+    msg = tuple(x.reshape((-1,))[valid] for x in (J11, J12, J22, h1, h2))
+    m = xp.concatenate([mu, mu_e[:, None] + rho], axis=1)
+    v = xp.concatenate([sig2, s2e[:, None] + 0.0 * rho], axis=1)
+    nk = stats["n"]
+    const = -0.5 * xp.sum(nk * (LOG_2PI + xp.log(v)) + (
+        stats["sq"] - 2.0 * m * stats["sum"] + nk * m * m) / v)
+    return msg, const + extra
+
+
 def dense_measurement_logp(y, cell, column, cell_lesson, lesson_teacher, a1, a2, m, v, omega,
-                           va=None, va_params=None) -> float:
+                           va=None, va_params=None, sub: dict | None = None) -> float:
     """The same log density from the dense multivariate normal of every rating and observed
     value-added (tests only: O(n³))."""
     from scipy.stats import multivariate_normal
@@ -170,9 +251,25 @@ def dense_measurement_logp(y, cell, column, cell_lesson, lesson_teacher, a1, a2,
                 noise.append(sv2[t])
                 obs.append(va[t])
     A = np.array(rows)
+    if sub:  # latents per (cell, group of columns): {name: (group of each column or -1, τ²)}
+        blocks, variances = [], []
+        for group, tau2 in sub.values():
+            group = np.asarray(group)
+            n_g = int(group.max()) + 1
+            B = np.zeros((len(A), C * n_g))
+            for i in range(n):
+                if group[column[i]] >= 0:
+                    B[i, cell[i] * n_g + group[column[i]]] = 1.0
+            blocks.append(B)
+            variances.append(np.full(C * n_g, tau2))
+        A = np.hstack([A, *blocks])
+        extra_prior = np.concatenate(variances)
+    else:
+        extra_prior = np.zeros(0)
     prior = []
     for level, size in (("teacher", T), ("lesson", Lz), ("cell", C)):
         w1, w2 = (np.broadcast_to(np.asarray(x, float), (size,)) for x in omega[level])
         prior.extend(np.column_stack([w1, w2]).ravel())
+    prior = np.concatenate([prior, extra_prior])
     cov = A @ np.diag(prior) @ A.T + np.diag(noise)
     return float(multivariate_normal(mean=np.array(mean), cov=cov).logpdf(np.array(obs)))

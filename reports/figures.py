@@ -118,9 +118,43 @@ def prior_check_figure(implied: pd.DataFrame, data_sd: float) -> Figure:
     return fig
 
 
+def _short(label: str) -> str:
+    """A source label without the provider prefix ("openai/gpt-4o × cot" → "gpt-4o × cot")."""
+    return " × ".join(p.rsplit("/", 1)[-1] for p in str(label).split(" × "))
+
+
+def heatmap_figure(data: xr.Dataset, max_tasks: int = 8) -> Figure:
+    """Per task, the correlation matrix of the sources with a last row and column for a single
+    expert rating; the noise ceiling in the title."""
+    tasks = list(data["task"].values)[:max_tasks]
+    src = [_short(s) for s in data["source"].values]
+    S = len(src)
+    cols = min(len(tasks), 3)
+    rows = -(-len(tasks) // cols)
+    side = 0.28 * (S + 1) + 1.6
+    fig = Figure(figsize=(side * cols + 1.0, side * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    image = None
+    for ax, task in zip(axes, tasks, strict=False):
+        m = np.full((S + 1, S + 1), np.nan)
+        m[:S, :S] = data["corr"].sel(task=task).values
+        m[S, :S] = m[:S, S] = data["expert"].sel(task=task).values
+        image = ax.imshow(m, vmin=0, vmax=1, cmap="viridis")
+        labels = [*src, "expert"]
+        ax.set_xticks(range(S + 1), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(S + 1), labels, fontsize=6)
+        ceiling = float(data["ceiling"].sel(task=task))
+        ax.set_title(f"{task} (noise ceiling {ceiling:.2f})", fontsize=9)
+    for ax in axes[len(tasks):]:
+        ax.set_visible(False)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[:len(tasks)]), shrink=0.6, label="correlation")
+    return fig
+
+
 FIGURES: dict[str, Callable[..., Figure]] = {
     "forest": forest_figure, "rank": rank_figure, "decision": decision_figure,
-    "sweep": sweep_figure,
+    "sweep": sweep_figure, "heatmap": heatmap_figure,
 }
 
 

@@ -6,9 +6,11 @@ import pytest
 
 from misalign.models.measurement_likelihood import (
     MeasurementStats,
+    dense_leaves,
     dense_measurement_logp,
     integrate_node,
     measurement_logp,
+    tree_logp,
 )
 from misalign.models.recursion import pt_segment_sum
 
@@ -129,3 +131,66 @@ def test_node_integral_against_quadrature():
     closed = np.exp(delta - 0.5 * (j11 * u[0]**2 + 2 * j12 * u[0] * u[1] + j22 * u[1]**2)
                     + g1 * u[0] + g2 * u[1])
     assert closed == pytest.approx(integral, rel=1e-8)
+
+
+def dense_stats(y, cell, column, n_cells: int) -> dict:
+    """One task's statistics, as ``MeasurementData.dense_statistics`` lays them out."""
+    llm = column < S
+    N = np.zeros((n_cells, S))
+    Sm = np.zeros((n_cells, S))
+    np.add.at(N, (cell[llm], column[llm]), 1.0)
+    np.add.at(Sm, (cell[llm], column[llm]), y[llm])
+    pair = cell[~llm] * R + column[~llm] - S
+    pairs, count = np.unique(pair, return_counts=True)
+    K = S + R
+    return {"N": N[None], "S": Sm[None], "valid": np.arange(n_cells),
+            "nE": np.bincount(cell[~llm], minlength=n_cells).astype(float)[None],
+            "sE": np.bincount(cell[~llm], weights=y[~llm], minlength=n_cells)[None],
+            "er_pos": pairs // R, "er_task": np.zeros(len(pairs), np.int64),
+            "er_rater": pairs % R, "er_n": count.astype(float),
+            "n": np.bincount(column, minlength=K).astype(float)[None],
+            "sum": np.bincount(column, weights=y, minlength=K)[None],
+            "sq": np.bincount(column, weights=y * y, minlength=K)[None]}
+
+
+def task_params(a1, m, v):
+    """(lam, mu, sig2, mu_e, rho, s2e) of one task from the column vectors."""
+    mu_e = float(np.mean(m[S:]))
+    return (a1[:S][None], m[:S][None], v[:S][None], np.array([mu_e]), (m[S:] - mu_e)[None],
+            np.array([v[S]]))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_llm_and_family_latents_below_the_cell_equal_dense(seed):
+    """Sources 0 and 1 are one LLM (two prompts), source 2 another of the same family: an
+    LLM's own error on a cell and its family's (lineage), integrated in closed form, equal the
+    dense MVN with those latents explicit; τ² = 0 gives the plain leaves; PyTensor agrees."""
+    y, cell, column, cl, lt, _ = random_design(seed)
+    a1, a2, m, v, omega, _ = random_params(seed)
+    st = dense_stats(y, cell, column, len(cl))
+    G = np.zeros((S, 2))
+    G[[0, 1], 0] = 1.0
+    G[2, 1] = 1.0
+    H = np.ones((2, 1))
+    tau_l, tau_f = 0.3, 0.2
+    groups = {"llm": (G, np.array([tau_l])), "family": (H, np.array([tau_f]))}
+    P = task_params(a1, m, v)
+    msg, const = dense_leaves(st, *P, groups=groups)
+    got = const + tree_logp(msg, cl, lt, len(lt), int(lt.max()) + 1, omega)
+    sub = {"llm": (np.array([0, 0, 1, -1, -1, -1]), tau_l),
+           "family": (np.array([0, 0, 0, -1, -1, -1]), tau_f)}
+    dense = dense_measurement_logp(y, cell, column, cl, lt, a1, a2, m, v, omega, sub=sub)
+    assert got == pytest.approx(dense, abs=1e-8)
+    plain = measurement_logp(MeasurementStats.from_arrays(y, cell, column, S + R, cl, lt),
+                             a1, a2, m, v, omega)
+    for g in (None, {"llm": (G, np.zeros(1)), "family": (H, np.zeros(1))}):
+        msg0, const0 = dense_leaves(st, *P, groups=g)
+        assert const0 + tree_logp(msg0, cl, lt, len(lt), int(lt.max()) + 1, omega) == \
+            pytest.approx(plain, abs=1e-8)
+    sym_groups = {"llm": (G, pt.as_tensor(np.array([tau_l]))),
+                  "family": (H, pt.as_tensor(np.array([tau_f])))}
+    msg_s, const_s = dense_leaves(st, *(pt.as_tensor(x) for x in P), xp=pt,
+                                  segsum=pt_segment_sum, groups=sym_groups)
+    sym = const_s + tree_logp(msg_s, cl, lt, len(lt), int(lt.max()) + 1, omega, pt,
+                              pt_segment_sum)
+    assert float(sym.eval()) == pytest.approx(dense, abs=1e-8)

@@ -1,0 +1,71 @@
+"""``misalign measure``: the joint measurement model (who agrees with whom, and E1 net of the
+experts' own noise)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import misalign.cli_common as common
+from misalign.models.options import SamplerConfig
+
+
+@common.sampler_options
+def measure(
+    data: Annotated[Path | None, typer.Argument(help=(
+        "Ratings file (CSV or Parquet, long format) with expert and LLM ratings; omit to fit "
+        "the simulated small study."))] = None,
+    tasks: Annotated[Path | None, typer.Option(help="Task table (task, scale_min, scale_max).")
+                     ] = None,
+    experts_prior: Annotated[Path | None, typer.Option(help=(
+        "A `misalign gstudy` results file of the same instrument: its rater and residual "
+        "variances become the priors of the experts' severity and noise."))] = None,
+    e1: Annotated[Path | None, typer.Option(help=(
+        "A `misalign fit` results file of the same data: its aggregates are shown beside the "
+        "joint model's split."))] = None,
+    priors: common.PriorsOpt = None,
+    results: Annotated[Path, typer.Option("--out", help="Results file (NetCDF).")] = Path(
+        "measurement.nc"),
+    strict: common.StrictOpt = False,
+    as_json: common.JsonOpt = False,
+    sampling: SamplerConfig = None,
+) -> None:
+    """Joint model of expert and LLM scores: correlations between LLMs, with an expert and with
+    true quality (E2), the noise ceiling, and E1's error net of the experts' own noise."""
+    common.missing_file(data, tasks, priors, experts_prior, e1)
+    from misalign import api
+    from misalign.data import ValidationError
+    from misalign.models import PriorError
+
+    t0 = time.perf_counter()
+    extra = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            md = api.measurement_data(data, tasks=tasks)
+            if data is None:
+                common.err.print("no data given: fitting the simulated 'small' study")
+            gstudy = common.load_or_fail(experts_prior) if experts_prior else None
+            e1_res = common.load_or_fail(e1) if e1 else None
+            if not as_json:
+                common.err.print(
+                    "fitting " + ", ".join(f"{k} {v:,}" for k, v in md.summary().items())
+                    + f"; compiling the model for {sampling.sampler}, then sampling…")
+            res = api.fit_measurement(md, priors=priors, experts_prior=gstudy,
+                                      sampling=sampling)
+            if e1_res is not None:
+                res.compare_with(e1_res)
+                extra["e1"] = str(e1)
+    except ValidationError as exc:
+        raise common.problems(exc) from None
+    except (ValueError, PriorError) as exc:
+        raise common.fail(f"error: {exc}") from None
+    common.save_and_show(res, results, as_json, strict, time.perf_counter() - t0)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(measure)
