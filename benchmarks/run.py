@@ -115,6 +115,35 @@ def reference_rows(quick: bool, workdir: Path, sampler: str) -> list[dict]:
     return [fit_row("reference", preset, ["--preset", preset, "--strict"], workdir, sampler)]
 
 
+def measure_rows(quick: bool, workdir: Path, sampler: str) -> list[dict]:
+    """The joint measurement model on the same study E1's reference row fits; its ratio is to
+    that row's wall time when both ran."""
+    preset = "small" if quick else "reference"
+    d = workdir / f"measure-{preset}"
+    sim = measured(cli("simulate", "--preset", preset, "--no-truth", "--out", str(d)))
+    if sim["rc"] != 0:
+        return [{"benchmark": "measure", "variant": preset, "error": sim["stderr"][-300:]}]
+    res = workdir / "measure.nc"
+    r = measured(cli("measure", str(d / "ratings.parquet"), "--tasks", str(d / "tasks.csv"),
+                     *EXTRA_FIT_ARGS, "--sampler", sampler, "--json", "--no-progress", "--out",
+                     str(res)))
+    row = {"benchmark": "measure", "variant": preset, "sampler": sampler, "wall_s": r["wall_s"],
+           "peak_mb": r["peak_mb"]}
+    if r["rc"] not in (0, 3):
+        row["error"] = r["stderr"].strip().splitlines()[-1] if r["stderr"].strip() else r["rc"]
+        return [row]
+    payload = json.loads(r["stdout"])
+    fit, timing = payload["fit"], payload["fit"].get("timing", {})
+    row.update(n_ratings=payload["data"]["ratings"], compile_s=timing.get("compile_s"),
+               sample_s=timing.get("sample_s"),
+               gate="pass" if payload["gate"]["passed"] else "FAIL")
+    chains, draws, tune = fit["chains"], fit["draws"], fit["tune"]
+    steps = steps_total(res) * (draws + tune) / draws
+    row["us_per_grad"] = 1e6 * timing["sample_s"] * min(chains, os.cpu_count()) / steps
+    res.unlink(missing_ok=True)
+    return [row]
+
+
 def scaling_rows(quick: bool, workdir: Path, sampler: str) -> list[dict]:
     rows = []
     for scale in ((0.1,) if quick else (0.1, 1.0, 10.0)):
@@ -211,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
     ap.add_argument("--rows", default="reference,design,scaling,student",
-                    help="comma-separated subset of reference,design,scaling,student")
+                    help="comma-separated subset of reference,design,scaling,student,measure")
     ap.add_argument("--sampler", default="nutpie", choices=["nutpie", "numpyro", "pymc"])
     ap.add_argument("--skip", default="", help="competitors to skip: naive,bambi")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for CSV/JSON")
@@ -246,6 +275,13 @@ def main(argv: list[str] | None = None) -> int:
                 rows += scaling_rows(args.quick, work, args.sampler)
             elif name == "student":
                 rows += student_rows(args.quick, work, args.sampler)
+            elif name == "measure":
+                new = measure_rows(args.quick, work, args.sampler)
+                base = [r for r in rows if r.get("benchmark") == "reference" and "wall_s" in r]
+                if base and "wall_s" in new[0] and "error" not in new[0]:
+                    new[0]["ratio"] = new[0]["wall_s"] / base[0]["wall_s"]
+                    new[0]["ratio_of"] = "wall time / E1 reference row's"
+                rows += new
             else:
                 ap.error(f"unknown row group {name!r}")
             with partial.open("a") as fh:

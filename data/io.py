@@ -175,12 +175,13 @@ def read_tasks(path: str | Path | None, used_tasks: list[str] | None = None) -> 
 
 
 def load_ratings(path: str | Path, tasks: str | Path | pd.DataFrame | None = None,
-                 score_policy: str = "error") -> RatingsTable:
+                 score_policy: str = "error", require_reference: bool = True) -> RatingsTable:
     """Read and validate a ratings file; raise ValidationError listing every problem.
 
     ``score_policy='drop'`` drops rows with a missing, unparseable or out-of-scale score (and LLM
     rows whose every expert reference was dropped) instead of failing; each dropped row is listed
-    in ``RatingsTable.dropped`` with its reason.
+    in ``RatingsTable.dropped`` with its reason. ``require_reference=False`` accepts LLM ratings
+    of a unit × task no expert rated (the joint measurement model uses them; E1 cannot).
     """
     if score_policy not in SCORE_POLICIES:
         raise ValueError(f"score_policy must be one of {SCORE_POLICIES}, not {score_policy!r}")
@@ -189,12 +190,13 @@ def load_ratings(path: str | Path, tasks: str | Path | pd.DataFrame | None = Non
     if not path.exists():
         raise ValidationError([Problem(file, "file not found")])
     df, text = _read_table(path)
-    return validate_ratings(df, tasks=tasks, score_policy=score_policy, file=file, text=text)
+    return validate_ratings(df, tasks=tasks, score_policy=score_policy, file=file, text=text,
+                            require_reference=require_reference)
 
 
 def validate_ratings(df: pd.DataFrame, tasks: str | Path | pd.DataFrame | None = None,
                      score_policy: str = "error", file: str = "<ratings>",
-                     text: bool = False) -> RatingsTable:
+                     text: bool = False, require_reference: bool = True) -> RatingsTable:
     """Validate a ratings table already in memory (all cells as strings or numbers)."""
     df = df.copy()
     df.columns = [str(c) for c in df.columns]
@@ -329,8 +331,8 @@ def validate_ratings(df: pd.DataFrame, tasks: str | Path | pd.DataFrame | None =
     cell = (np.asarray(df["unit_id"].cat.codes, dtype=np.int64) * n_task
             + np.asarray(df["task"].cat.codes, dtype=np.int64))
     is_llm = (df["rater_kind"] == "llm").to_numpy()
-    in_any = np.isin(cell, cell[~is_llm])
-    in_kept = np.isin(cell, cell[~is_llm & keep])
+    in_any = np.isin(cell, cell[~is_llm]) | (not require_reference)
+    in_kept = np.isin(cell, cell[~is_llm & keep]) | (not require_reference)
     for i in np.flatnonzero(is_llm & keep & ~in_any):
         problems.append(Problem(message=f"no expert rated unit '{df['unit_id'].iat[i]}' on task "
                                 f"'{df['task'].iat[i]}', so this LLM rating has no reference",

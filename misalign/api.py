@@ -79,8 +79,8 @@ def measurement_data(data: MeasurementData | SimulatedStudy | str | Path | None 
     if isinstance(data, MeasurementData):
         return data
     if isinstance(data, (str, Path)):
-        return build_measurement(load_ratings(data, tasks=tasks, score_policy=score_policy),
-                                 teachers)
+        return build_measurement(load_ratings(data, tasks=tasks, score_policy=score_policy,
+                                              require_reference=False), teachers)
     study = data if data is not None else simulate("small", compute_truth=False)
     return build_measurement(study.table(), study.teachers if teachers is None else teachers)
 

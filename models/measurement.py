@@ -46,12 +46,18 @@ def measurement_default_priors() -> dict[str, Prior]:
          "sigma_rater": Prior("HalfNormal", sigma=0.5),
          "sigma_expert": Prior("HalfNormal", sigma=1.0),
          "mu_llm": Prior("Normal", mu=0.0, sigma=1.0),
-         # λ̄ < 1 is the compression LLM ratings show; 0 (no signal) and 1.5 are plausible.
-         "lambda_mean": Prior("Normal", mu=0.8, sigma=0.5),
+         # λ̄ < 1 is the compression LLM ratings show. Positive: the experts fix the sign of
+         # quality only through their own noisy ratings, and with noisy experts a mirror mode
+         # (LLMs loading negatively on an expert-noise "quality") trapped a chain at one of six
+         # seeds; LLMs whose ratings fall as quality rises are not a model worth entertaining.
+         "lambda_mean": Prior("LogNormal", mu=float(np.log(0.8)), sigma=0.5),
          "log_noise_mean": Prior("Normal", mu=float(np.log(0.6)), sigma=1.0)}
+    # One σ per latent and level. (A total with a Dirichlet split over the levels mixed better
+    # but its prior pulled the cell's share of quality to 1/3 against a true 0.55, and with it
+    # the noise ceiling below its truth: the split is weakly identified on small designs.)
     for level in LEVELS:
         p[f"sigma_quality_{level}"] = Prior("HalfNormal", sigma=1.0)
-        p[f"sigma_shared_{level}"] = Prior("HalfNormal", sigma=0.5)
+        p[f"sigma_shared_{level}"] = Prior("HalfNormal", sigma=1.0)
     p["sigma_llm_cell"] = Prior("HalfNormal", sigma=0.3)
     p["sigma_lineage"] = Prior("HalfNormal", sigma=0.3)
     for term, effects in SOURCE_TERMS.items():
@@ -150,17 +156,21 @@ class MeasurementModel(BayesianModel):
         p = self.priors[name]
         return Prior(p.distribution, **p.parameters, dims="task").create_variable(name)
 
-    def _zero_sum(self, name: str, sigma, dims: tuple[str, ...]):
-        """Non-centred effects per task that sum to zero along every other axis: an orthonormal
-        basis (``spec.zero_sum_basis``) times N(0, 1) coordinates, times σ (the distribution
-        of ``pm.ZeroSumNormal``, with a far smaller graph to compile)."""
+    def _zero_sum(self, name: str, sigma, dims: tuple[str, ...], centred: bool = False):
+        """Effects per task that sum to zero along every other axis: an orthonormal basis
+        (``spec.zero_sum_basis``) times N(0, σ) coordinates (the distribution of
+        ``pm.ZeroSumNormal``, with a far smaller graph to compile); centred, or as N(0, 1)
+        times σ."""
         sizes = [len(self.coords[d]) for d in dims[1:]]
         basis = zero_sum_basis(sizes)
         model = pm.modelcontext(None)
         free = f"{name}_basis"
         model.add_coord(free, [str(i + 1) for i in range(basis.shape[1])])
-        z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=("task", free))
-        value = sigma * pt.dot(z, basis.T)
+        if centred:
+            value = pt.dot(pm.Normal(f"{name}_free", 0.0, sigma, dims=("task", free)), basis.T)
+        else:
+            value = sigma * pt.dot(pm.Normal(f"{name}_z", 0.0, 1.0, dims=("task", free)),
+                                   basis.T)
         return pm.Deterministic(name, value.reshape((len(self.coords["task"]), *sizes)),
                                 dims=dims)
 
@@ -171,7 +181,9 @@ class MeasurementModel(BayesianModel):
         for eff in self.effects[term]:
             sigma = self._scalar(f"sigma_{term}_{eff}")
             dims = ("task", *eff.split("_"))
-            x = self._zero_sum(f"{term}_{eff}_effect", sigma, dims)
+            # Every rating informs a source's intercept (centred mixes best); its loading and
+            # noise rest on the spread of its ratings (non-centred).
+            x = self._zero_sum(f"{term}_{eff}_effect", sigma, dims, centred=term == "mu")
             out = out + (x[:, m] if eff == "llm" else x[:, p] if eff == "prompt" else x[:, m, p])
         return out
 
