@@ -105,7 +105,8 @@ def sections(res: Any) -> list[Section]:
                  "task; the title gives the noise ceiling (an expert's correlation with true "
                  "quality)."),
         alt="Heatmaps, one per task, of the correlation between LLM sources and with an expert; "
-            "LLM–LLM cells are darker than the expert row.")
+            "brighter cells are higher correlations; the LLM–LLM block is brighter than the "
+            "expert row.")
     shares = FigureSpec(
         "forest", xr.Dataset({"share of E1's error": res.net["share_all_tasks"]}),
         caption="The error of LLM ratings against true quality, over all tasks: each part's "
