@@ -46,6 +46,7 @@ def prior_check(model: BayesianModel, n: int = 4000, seed: int = DEFAULT_SEED) -
     table.columns = [f"q{int(q * 100):02d}" for q in QUANTILES]
     table.insert(0, "mean", df.mean())
     table.attrs["data_error_sd"] = model.prior_scale
+    table.attrs["total"] = model.prior_total
     return table
 
 
@@ -55,7 +56,8 @@ def prior_check_lines(table: pd.DataFrame) -> list[str]:
     sd = table.attrs["data_error_sd"]
     lo, hi = (float(table.loc["error_sd", c]) for c in ("q05", "q95"))
     inside = "inside" if lo <= sd <= hi else "OUTSIDE"
-    lines = [f"Total error SD: the prior's 90% interval [{lo:.2f}, {hi:.2f}]; the data's SD "
+    what = table.attrs.get("total", "Total error SD")
+    lines = [f"{what}: the prior's 90% interval [{lo:.2f}, {hi:.2f}]; the data's SD "
              f"{sd:.3f} is {inside} it."]
     aggs = [i for i in table.index if i.startswith("aggregate:") and i != "aggregate:family"]
     if aggs:

@@ -70,6 +70,8 @@ class BayesianModel(ABC):
     data_group: ClassVar[str]
     # NUTS target acceptance when the sampler config leaves it open (SamplerConfig docs).
     default_target_accept: ClassVar[float] = 0.95
+    # What the prior check's summed variances are the variance of (``prior_variances``).
+    prior_total: ClassVar[str] = "Total error SD"
 
     def __init__(self, data: Any, priors: dict[str, Any] | None = None) -> None:
         self.data = data

@@ -72,6 +72,7 @@ class MeasurementModel(BayesianModel):
     data_class = MeasurementData
     data_group = "measurement_data"
     default_target_accept = 0.9
+    prior_total = "SD of a single expert rating (1 on this scale)"
 
     def __init__(self, data: MeasurementData, priors: dict[str, Any] | None = None,
                  experts_prior: str = "") -> None:
@@ -150,6 +151,15 @@ class MeasurementModel(BayesianModel):
         if "sigma_rater" in self.priors:
             out["expert_severity"] = "sigma_rater"
         return out
+
+    def prior_variances(self, n: int, rng: np.random.Generator):
+        """The parts of a single expert rating (quality at each level, the raters' severity,
+        the experts' noise): on the expert-SD scale they add up to 1 in the data, which is what
+        ``misalign prior-check`` holds the priors against."""
+        out = super().prior_variances(n, rng)
+        keep = [f"quality:{lv}" for lv in LEVELS] + [
+            c for c in ("expert_severity", "expert_noise") if c in out]
+        return out[keep]
 
     # -- PyMC -----------------------------------------------------------------------------
     def _per_task(self, name: str):

@@ -282,3 +282,19 @@ def test_calibration_across_seeds():
         assert (res.headline_numbers()["p"][0] > 0.5) == side, seed
     print("coverage per seed:", [round(float(x), 4) for x in shares])
     assert np.mean(shares) >= 0.92 and min(shares) >= 0.85, shares
+
+
+def test_prior_check_holds_the_priors_against_a_single_expert_rating(small_study):
+    """The joint model's prior check sums the parts of a single expert rating (1 on the
+    expert-SD scale). Measured 2026-11-28 with the default priors: 90% interval [0.96, 3.14]:
+    inside, but wide (the priors are not yet scaled to the data; see docs/measurement.md)."""
+    from misalign.inference.prior_check import prior_check, prior_check_lines
+    from misalign.models.measurement import MeasurementModel
+
+    model = MeasurementModel(build_measurement(small_study.table(), small_study.teachers))
+    table = prior_check(model)
+    assert set(table.index) == {"share:quality:teacher", "share:quality:lesson",
+                                "share:quality:cell", "share:expert_severity",
+                                "share:expert_noise", "error_sd"}
+    line = prior_check_lines(table)[0]
+    assert line.startswith("SD of a single expert rating") and "is inside it" in line
