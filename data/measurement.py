@@ -112,7 +112,14 @@ class MeasurementData:
         pairs, count = np.unique(pair, return_counts=True)
         er_pos = pairs // max(len(self.raters), 1)
         tk = self.task * K + local
-        return {"N": N.reshape(T, size, Sn), "S": S.reshape(T, size, Sn), "valid": pos,
+        N = N.reshape(T, size, Sn)
+        # Balanced LLM ratings (every cell of a task rated alike): one row of counts per task,
+        # so the count-side products are computed once per task, not once per cell.
+        rows = N.reshape(T * size, Sn)[pos]
+        first = N[self.cell_task, 0]
+        if (rows == first).all():
+            N = N[:, :1]
+        return {"N": N, "S": S.reshape(T, size, Sn), "valid": pos,
                 "nE": np.bincount(epos, minlength=T * size).astype(float).reshape(T, size),
                 "sE": np.bincount(epos, weights=self.y[ex], minlength=T * size).reshape(T, size),
                 "er_pos": er_pos, "er_task": er_pos // size,

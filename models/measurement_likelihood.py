@@ -153,7 +153,8 @@ def dense_leaves(stats: dict, lam, mu, sig2, mu_e, rho, s2e, xp=np,
 
     The LLM part of every cell is two batched matrix products of the (task, cell, source)
     counts and sums with a few (task, source) columns of parameters (O(cells × sources), in
-    BLAS); the expert part is per-cell counts and sums plus the severities of the (cell, rater)
+    BLAS; the counts' product once per task when ``N`` has one cell per task, a balanced
+    design); the expert part is per-cell counts and sums plus the severities of the (cell, rater)
     pairs. ``groups`` adds latents below the cell, each N(0, τ²) with loading 1 on a group of
     sources: ``{"llm": (G, τ²), "family": (H, τ²)}`` with G (sources × LLMs) the indicator of
     each LLM's sources and H (LLMs × families) of each family's LLMs, τ² per task. An LLM's
@@ -178,9 +179,9 @@ def dense_leaves(stats: dict, lam, mu, sig2, mu_e, rho, s2e, xp=np,
     J11, J12, J22 = NP[..., 0], NP[..., 1], NP[..., 2]
     h1, h2 = SP[..., 0] - NP[..., 3], SP[..., 1] - NP[..., 4]
     # Experts: loading (1, 0), offset μ_E + ρ_r, noise s2e.
-    size = N.shape[1]
+    n_tasks, size = stats["nE"].shape
     sev = segsum(stats["er_n"] * rho[stats["er_task"], stats["er_rater"]], stats["er_pos"],
-                 N.shape[0] * size).reshape((N.shape[0], size))
+                 n_tasks * size).reshape((n_tasks, size))
     J11 = J11 + stats["nE"] / s2e[:, None]
     h1 = h1 + (stats["sE"] - stats["nE"] * mu_e[:, None] - sev) / s2e[:, None]
     extra = 0.0
@@ -206,7 +207,8 @@ def dense_leaves(stats: dict, lam, mu, sig2, mu_e, rho, s2e, xp=np,
             cell_terms = cell_terms + (-0.5 * xp.log(1.0 + tf * Ff) + 0.5 * cf * Fh * Fh).sum(-1)
         extra = xp.sum(cell_terms.reshape((-1,))[stats["valid"]])
     valid = stats["valid"]
-    msg = tuple(x.reshape((-1,))[valid] for x in (J11, J12, J22, h1, h2))
+    zero = 0.0 * stats["nE"]  # (task, cell): count-only terms of a balanced design broadcast
+    msg = tuple((x + zero).reshape((-1,))[valid] for x in (J11, J12, J22, h1, h2))
     m = xp.concatenate([mu, mu_e[:, None] + rho], axis=1)
     v = xp.concatenate([sig2, s2e[:, None] + 0.0 * rho], axis=1)
     nk = stats["n"]

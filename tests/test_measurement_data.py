@@ -69,3 +69,41 @@ def test_data_the_model_cannot_identify_are_refused(small_study):
     for message, rows in cases.items():
         with pytest.raises(ValidationError, match=message):
             build_measurement(replace(table, ratings=rows.reset_index(drop=True)))
+
+
+def test_balanced_counts_once_per_task_give_the_same_density(small_study):
+    """The small preset is balanced, so the counts are stored once per task; the leaves then
+    equal the pair form (no sub-cell terms) and the per-cell counts (with them)."""
+    from misalign.models.measurement_likelihood import dense_leaves, tree_logp
+
+    d = build_measurement(small_study.table(), small_study.teachers)
+    st = d.dense_statistics()
+    assert st["N"].shape[1] == 1
+    T, S, R = len(d.tasks), len(d.sources), len(d.raters)
+    rng = np.random.default_rng(3)
+    lam, mu = rng.uniform(0.5, 1.0, (T, S)), rng.normal(0, 0.3, (T, S))
+    sig2, mu_e = rng.uniform(0.2, 0.6, (T, S)), rng.normal(0, 0.2, T)
+    rho, s2e = rng.normal(0, 0.2, (T, R)), rng.uniform(0.2, 0.5, T)
+    tasks = {"cell": d.cell_task, "lesson": d.lesson_task, "teacher": d.teacher_task}
+    omega = {lv: tuple(rng.uniform(0.05, 0.5, T)[idx] for _ in range(2))
+             for lv, idx in tasks.items()}
+    tree = (d.cell_lesson, d.lesson_teacher, len(d.lesson_teacher), len(d.teacher_task))
+
+    def logp(stats, groups=None):
+        msg, const = dense_leaves(stats, lam, mu, sig2, mu_e, rho, s2e, groups=groups)
+        return const + tree_logp(msg, *tree, omega)
+
+    a1 = np.concatenate([lam, np.ones((T, R))], 1).ravel()
+    a2 = np.concatenate([np.ones((T, S)), np.zeros((T, R))], 1).ravel()
+    m = np.concatenate([mu, mu_e[:, None] + rho], 1).ravel()
+    v = np.concatenate([sig2, np.repeat(s2e[:, None], R, 1)], 1).ravel()
+    pairs = MeasurementStats.from_arrays(d.y, d.cell, d.column, d.n_columns, d.cell_lesson,
+                                         d.lesson_teacher)
+    assert logp(st) == pytest.approx(measurement_logp(pairs, a1, a2, m, v, omega), abs=1e-8)
+    full = st | {"N": np.repeat(st["N"], st["S"].shape[1], axis=1)}
+    llm = np.array([s.split(" × ")[0] for s in d.sources])
+    G = (llm[:, None] == np.unique(llm)[None, :]).astype(float)
+    groups = {"llm": (G, rng.uniform(0.01, 0.1, T)),
+              "family": (np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]),
+                         rng.uniform(0.01, 0.1, T))}
+    assert logp(st, groups) == pytest.approx(logp(full, groups), abs=1e-8)
