@@ -143,17 +143,17 @@ def test_headline_findings_and_the_net_split(fitted):
 
 
 def test_the_shared_deviation_switched_off():
-    """Without any error all LLMs share, the net shared part is compression alone (≈ 0.05 of
-    E1's error): per task its HDI holds the truth or misses it by less than 0.015, and
-    P(inter-LLM > LLM–expert) sits on the truth's side of 0.5 (here below it: an LLM then
-    agrees more with an expert than with another LLM). Measured 2026-11-28 at seed 1002: five
-    of seven tasks hold the truth; EXPL [0.051, 0.303] against 0.047 and LANGIMP [0.056,
-    0.339] against 0.055 miss it by a hair (after the balanced-counts speed-up, whose
-    different summation order moves the chains: [0.052, 0.306] and [0.066, 0.347], 0.012). On the 1–3 rubrics the intervals are wide and lean
-    up: with few double-rated units the experts' noise and the cell's quality trade off, and
-    what the experts do not claim the LLMs' shared deviation may. The average over tasks is
-    not checked: tasks are independent given their parameters, so its interval is too narrow
-    ([0.083, 0.161] against 0.052)."""
+    """Without any error all LLMs share, the net shared part is compression alone (≈ 0.05 of E1's
+    error): per task its HDI holds the truth or misses it by less than 0.015, and P(inter-LLM >
+    LLM–expert) sits on the truth's side of 0.5 (here below it: an LLM then agrees more with an
+    expert than with another LLM). Measured 2026-11-28 at seed 1002: five of seven tasks hold
+    the truth; EXPL [0.051, 0.303] against 0.047 and LANGIMP [0.056, 0.339] against 0.055 miss
+    it by a hair (after the balanced-counts speed-up, whose different summation order moves the
+    chains: [0.052, 0.306] and [0.066, 0.347], 0.012). On the 1–3 rubrics the intervals are wide
+    and lean up: with few double-rated units the experts' noise and the cell's quality trade
+    off, and what the experts do not claim the LLMs' shared deviation may. The average over
+    tasks is not checked: tasks are independent given their parameters, so its interval is too
+    narrow ([0.083, 0.161] against 0.052)."""
     cfg = replace(PRESETS["small"], seed=SEED, error_variances=ERROR_VARIANCES | {
         k: 0.0 for k in SHARED_TERMS})
     study = simulate(cfg)
