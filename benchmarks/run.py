@@ -140,8 +140,27 @@ def measure_rows(quick: bool, workdir: Path, sampler: str) -> list[dict]:
     chains, draws, tune = fit["chains"], fit["draws"], fit["tune"]
     steps = steps_total(res) * (draws + tune) / draws
     row["us_per_grad"] = 1e6 * timing["sample_s"] * min(chains, os.cpu_count()) / steps
+    row["min_ess"], row["min_ess_per_s"] = agreement_efficiency(res, timing["sample_s"])
+    row["steps_per_draw"] = steps_total(res) / (chains * draws)
     res.unlink(missing_ok=True)
     return [row]
+
+
+def agreement_efficiency(results_file: Path, sample_s: float) -> tuple[float, float]:
+    """Min bulk ESS over every reported E2 correlation and net-E1 share, and per second."""
+    import arviz as az
+    import xarray as xr
+
+    low = []
+    with xr.open_datatree(results_file, engine="netcdf4") as tree:
+        for group in ("agreement", "net_e1"):
+            ds = tree[group].to_dataset().load()
+            for name in ds.data_vars:
+                if {"chain", "draw"} <= set(ds[name].dims):
+                    e = az.ess(ds[name], method="bulk", sample_dims=["chain", "draw"])
+                    low.append(float(np.nanmin(np.asarray(e))))
+    m = min(low) if low else float("nan")
+    return m, m / sample_s
 
 
 def scaling_rows(quick: bool, workdir: Path, sampler: str) -> list[dict]:

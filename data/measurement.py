@@ -117,9 +117,12 @@ class MeasurementData:
         # so the count-side products are computed once per task, not once per cell.
         rows = N.reshape(T * size, Sn)[pos]
         first = N[self.cell_task, 0]
+        S = S.reshape(T, size, Sn)
+        folded = {}
         if (rows == first).all():
             N = N[:, :1]
-        return {"N": N, "S": S.reshape(T, size, Sn), "valid": pos,
+            folded = self._cell_moments(S, pos, T, size)
+        return folded | {"N": N, "S": S, "valid": pos,
                 "nE": np.bincount(epos, minlength=T * size).astype(float).reshape(T, size),
                 "sE": np.bincount(epos, weights=self.y[ex], minlength=T * size).reshape(T, size),
                 "er_pos": er_pos, "er_task": er_pos // size,
@@ -127,6 +130,20 @@ class MeasurementData:
                 "n": np.bincount(tk, minlength=T * K).astype(float).reshape(T, K),
                 "sum": np.bincount(tk, weights=self.y, minlength=T * K).reshape(T, K),
                 "sq": np.bincount(tk, weights=self.y**2, minlength=T * K).reshape(T, K)}
+
+    @staticmethod
+    def _cell_moments(S: np.ndarray, pos: np.ndarray, T: int, size: int) -> dict:
+        """Per task, over its cells: the number of cells, the mean row of LLM sums and the
+        centred cross-products (sources × sources). In a balanced design every term of the
+        likelihood that is quadratic in a cell's sums adds up through these, whatever the
+        parameters (centred: no cancellation between large sums)."""
+        valid = np.zeros(T * size, bool)
+        valid[pos] = True
+        valid = valid.reshape(T, size)
+        n = valid.sum(1).astype(float)
+        mean = S.sum(1) / np.maximum(n, 1.0)[:, None]
+        dev = np.where(valid[:, :, None], S - mean[:, None, :], 0.0)
+        return {"cells": n, "S_mean": mean, "S_cross": np.einsum("tcs,tcu->tsu", dev, dev)}
 
     def design(self) -> pd.DataFrame:
         """Per task, the data's design: cells per lesson (m), lessons per teacher (n), ratings

@@ -3,7 +3,7 @@
 Per task, on the task's expert-SD scale (``data/measurement.py``): every node of the tree
 teacher ⊃ lesson ⊃ cell carries true quality and a deviation all LLMs share; an expert rating
 is μ_E + θ + ρ_rater + noise; an LLM rating by source s = (llm, prompt) is μ_s + λ_s θ + φ +
-noise. Intercepts, loadings and log noise SDs of the sources are hierarchical over LLM and
+noise. Intercepts, log loadings and log noise SDs of the sources are hierarchical over LLM and
 prompt (zero-sum effects around a per-task mean, one scale per effect shared by the tasks); the
 severities ρ are explicit and zero-sum (a random rater effect would cross the tree and break the
 exact recursion); node latents are integrated out (``measurement_likelihood.py``). Tasks stack
@@ -31,6 +31,8 @@ from .recursion import pt_segment_sum
 from .spec import zero_sum_basis
 
 LEVELS = ("cell", "lesson", "teacher")
+CENTRE_FROM = 1000  # cells per task from which loadings and noise effects are centred
+RATER_CENTRE_FROM = 100  # expert ratings per rater and task from which severities are centred
 # Effects of the choice of LLM and prompt on a source's intercept, loading and log noise SD.
 # Every source parameter varies by LLM, prompt and their pairing: on the 1–3 rubrics a source
 # whose bias puts it at the floor has its loadings (and noise) compressed by the clipping, and
@@ -91,6 +93,20 @@ class MeasurementModel(BayesianModel):
         self.sub_levels = [n for n, keep in (
             ("llm_cell", np.bincount(self.source_llm).max() > 1 or k > 1),
             ("lineage", len(families) > 1 and np.bincount(self.llm_family).max() > 1)) if keep]
+        # Every rating informs a source's intercept (centred mixes best). Its loading and noise
+        # rest on the spread of its ratings: non-centred on small designs; centred from
+        # CENTRE_FROM cells per source and task, where the data pin them and the non-centred
+        # form's coupling of σ and coordinates doubled the leapfrog steps (reference preset,
+        # two tasks: 30 → 16 per draw).
+        cells = np.bincount(data.cell_task).min() if len(data.cell_task) else 0
+        self.centred_terms = frozenset({"mu"} | ({"lambda", "log_noise"}
+                                                 if cells >= CENTRE_FROM else set()))
+        # The same for the raters' severities, by expert ratings per rater and task (reference
+        # preset ≈ 380: non-centred, σ_rater's bulk ESS was 37 of 400 draws).
+        f = data.frame
+        per_rater = (f["kind"] == "expert").sum() / max(len(data.raters) * len(data.tasks), 1)
+        if per_rater >= RATER_CENTRE_FROM:
+            self.centred_terms |= {"rater"}
         self.effects = {term: [e for e in effs if all(
             len(self.coords[f]) > 1 for f in e.split("_"))] for term, effs in SOURCE_TERMS.items()}
         super().__init__(data, priors)
@@ -191,9 +207,8 @@ class MeasurementModel(BayesianModel):
         for eff in self.effects[term]:
             sigma = self._scalar(f"sigma_{term}_{eff}")
             dims = ("task", *eff.split("_"))
-            # Every rating informs a source's intercept (centred mixes best); its loading and
-            # noise rest on the spread of its ratings (non-centred).
-            x = self._zero_sum(f"{term}_{eff}_effect", sigma, dims, centred=term == "mu")
+            x = self._zero_sum(f"{term}_{eff}_effect", sigma, dims,
+                               centred=term in self.centred_terms)
             out = out + (x[:, m] if eff == "llm" else x[:, p] if eff == "prompt" else x[:, m, p])
         return out
 
@@ -224,15 +239,18 @@ class MeasurementModel(BayesianModel):
             mu_e = self._per_task("mu_expert")
             if "sigma_rater" in self.priors:
                 rho = self._zero_sum("rater_effect", self._per_task("sigma_rater")[:, None],
-                                     ("task", "rater"))
+                                     ("task", "rater"), centred="rater" in self.centred_terms)
             else:
                 rho = pt.zeros((T, R))
             s_exp = self._per_task("sigma_expert")
             mu = pm.Deterministic("mu_source", self._source_term("mu", self._per_task("mu_llm")),
                                   dims=("task", "source"))
-            lam = pm.Deterministic("lambda_source",
-                                   self._source_term("lambda", self._per_task("lambda_mean")),
-                                   dims=("task", "source"))
+            # Loadings are positive (multiplicative effects around the task's λ̄): with
+            # loadings of either sign a chain at the reference size settled in a mode where
+            # the quality latent was a contrast among LLMs and the experts pure noise (log
+            # density 3,800 below the right mode, never left in 500 iterations).
+            log_lam = self._source_term("lambda", pt.log(self._per_task("lambda_mean")))
+            lam = pm.Deterministic("lambda_source", pt.exp(log_lam), dims=("task", "source"))
             log_sd = self._source_term("log_noise", self._per_task("log_noise_mean"))
             pm.Deterministic("noise_sd_source", pt.exp(log_sd), dims=("task", "source"))
             msg, const = dense_leaves(st, lam, mu, pt.exp(2 * log_sd), mu_e, rho, s_exp**2, pt,

@@ -151,15 +151,92 @@ def dense_leaves(stats: dict, lam, mu, sig2, mu_e, rho, s2e, xp=np,
     ``sig2`` (task, source); the experts' mean ``mu_e`` and noise ``s2e`` (task,) and the
     severities ``rho`` (task, rater).
 
-    The LLM part of every cell is two batched matrix products of the (task, cell, source)
-    counts and sums with a few (task, source) columns of parameters (O(cells × sources), in
-    BLAS; the counts' product once per task when ``N`` has one cell per task, a balanced
-    design); the expert part is per-cell counts and sums plus the severities of the (cell, rater)
-    pairs. ``groups`` adds latents below the cell, each N(0, τ²) with loading 1 on a group of
-    sources: ``{"llm": (G, τ²), "family": (H, τ²)}`` with G (sources × LLMs) the indicator of
-    each LLM's sources and H (LLMs × families) of each family's LLMs, τ² per task. An LLM's
-    latent (its own error on the cell, whatever the prompt) is integrated first, then its
-    family's (lineage), both in closed form (Schur complements; exact for τ² = 0)."""
+    The LLM part of every cell is two batched matrix products of the (task, cell, source) counts
+    and sums with a few (task, source) columns of parameters (O(cells × sources), in BLAS). In a
+    balanced design (``N`` one row per task, with the per-task moments of the sums
+    ``S_mean``/``S_cross``) it is one product of the sums with two columns, the rest per task
+    (``_folded_llm``). The expert part is per-cell counts and sums plus the severities of the
+    (cell, rater) pairs. ``groups`` adds latents below the cell, each N(0, τ²) with loading 1 on
+    a group of sources: ``{"llm": (G, τ²), "family": (H, τ²)}`` with G (sources × LLMs) the
+    indicator of each LLM's sources and H (LLMs × families) of each family's LLMs, τ² per task.
+    An LLM's latent (its own error on the cell, whatever the prompt) is integrated first, then
+    its family's (lineage), both in closed form (Schur complements; exact for τ² = 0)."""
+    if "S_cross" in stats:
+        (J11, J12, J22, h1, h2), extra = _folded_llm(stats, lam, mu, sig2, groups, xp)
+    else:
+        (J11, J12, J22, h1, h2), extra = _cell_llm(stats, lam, mu, sig2, groups, xp)
+    # Experts: loading (1, 0), offset μ_E + ρ_r, noise s2e.
+    n_tasks, size = stats["nE"].shape
+    sev = segsum(stats["er_n"] * rho[stats["er_task"], stats["er_rater"]], stats["er_pos"],
+                 n_tasks * size).reshape((n_tasks, size))
+    J11 = J11 + stats["nE"] / s2e[:, None]
+    h1 = h1 + (stats["sE"] - stats["nE"] * mu_e[:, None] - sev) / s2e[:, None]
+    valid = stats["valid"]
+    zero = 0.0 * stats["nE"]  # (task, cell): count-only terms of a balanced design broadcast
+    msg = tuple((x + zero).reshape((-1,))[valid] for x in (J11, J12, J22, h1, h2))
+    m = xp.concatenate([mu, mu_e[:, None] + rho], axis=1)
+    v = xp.concatenate([sig2, s2e[:, None] + 0.0 * rho], axis=1)
+    nk = stats["n"]
+    const = -0.5 * xp.sum(nk * (LOG_2PI + xp.log(v)) + (
+        stats["sq"] - 2.0 * m * stats["sum"] + nk * m * m) / v)
+    return msg, const + extra
+
+
+def _folded_llm(stats: dict, lam, mu, sig2, groups: dict | None, xp):
+    """The LLM part of the leaves when every cell of a task has the same counts: the
+    information (J) is one value per task, each cell's h is its sums times two columns of
+    coefficients, and the sub-cell latents' terms, quadratic in the sums, add up over a task's
+    cells through their mean and centred cross-products. Per gradient: one (cells × sources)
+    product, the rest per task."""
+    n = stats["N"][:, 0, :]
+    w = 1.0 / sig2
+    wl = w * lam
+    nw, nwl = n * w, n * wl
+    J11, J12, J22 = (nwl * lam).sum(1), nwl.sum(1), nw.sum(1)
+    coef1, coef2 = wl, w
+    k1, k2 = (nwl * mu).sum(1), (nw * mu).sum(1)
+    cells = stats["cells"][:, None]
+
+    def summed(A, k, c, log_term):
+        """Σ over a task's cells of 0.5 c (S_c·A − k)² − 0.5 log_term, per column of A."""
+        spread = (A * xp.matmul(stats["S_cross"], A)).sum(1)
+        centre = (stats["S_mean"][:, :, None] * A).sum(1) - k
+        return xp.sum(0.5 * c * (spread + cells * centre * centre) - 0.5 * cells * log_term)
+
+    extra = 0.0
+    if groups:
+        G, t2 = groups["llm"]
+        t2 = t2[:, None]
+        A = w[:, :, None] * G  # an LLM's residual sum: its sources' sums weighted
+        k = xp.matmul(nw * mu, G)
+        W, B1 = xp.matmul(nw, G), xp.matmul(nwl, G)
+        c = t2 / (1.0 + t2 * W)
+        J11, J12, J22 = (J11 - (c * B1 * B1).sum(1), J12 - (c * B1 * W).sum(1),
+                         J22 - (c * W * W).sum(1))
+        coef1 = coef1 - (A * (c * B1)[:, None, :]).sum(-1)
+        coef2 = coef2 - (A * (c * W)[:, None, :]).sum(-1)
+        k1, k2 = k1 - (c * B1 * k).sum(1), k2 - (c * W * k).sum(1)
+        extra = summed(A, k, c, xp.log(1.0 + t2 * W))
+        if "family" in groups:
+            H, tf = groups["family"]
+            tf = tf[:, None]
+            e = 1.0 / (1.0 + t2 * W)
+            F1, F2 = xp.matmul(B1 * e, H), xp.matmul(W * e, H)
+            AF, kF = xp.matmul(A * e[:, None, :], H), xp.matmul(k * e, H)
+            cf = tf / (1.0 + tf * F2)
+            J11, J12, J22 = (J11 - (cf * F1 * F1).sum(1), J12 - (cf * F1 * F2).sum(1),
+                             J22 - (cf * F2 * F2).sum(1))
+            coef1 = coef1 - (AF * (cf * F1)[:, None, :]).sum(-1)
+            coef2 = coef2 - (AF * (cf * F2)[:, None, :]).sum(-1)
+            k1, k2 = k1 - (cf * F1 * kF).sum(1), k2 - (cf * F2 * kF).sum(1)
+            extra = extra + summed(AF, kF, cf, xp.log(1.0 + tf * F2))
+    h = xp.matmul(stats["S"], xp.stack([coef1, coef2], axis=2))
+    return (J11[:, None], J12[:, None], J22[:, None], h[..., 0] - k1[:, None],
+            h[..., 1] - k2[:, None]), extra
+
+
+def _cell_llm(stats: dict, lam, mu, sig2, groups: dict | None, xp):
+    """The LLM part of the leaves from per-cell counts and sums (any design)."""
     w = 1.0 / sig2
     wl = w * lam
     N, S = stats["N"], stats["S"]
@@ -178,12 +255,6 @@ def dense_leaves(stats: dict, lam, mu, sig2, mu_e, rho, s2e, xp=np,
     SP = xp.matmul(S, xp.concatenate(flat_s, axis=2))
     J11, J12, J22 = NP[..., 0], NP[..., 1], NP[..., 2]
     h1, h2 = SP[..., 0] - NP[..., 3], SP[..., 1] - NP[..., 4]
-    # Experts: loading (1, 0), offset μ_E + ρ_r, noise s2e.
-    n_tasks, size = stats["nE"].shape
-    sev = segsum(stats["er_n"] * rho[stats["er_task"], stats["er_rater"]], stats["er_pos"],
-                 n_tasks * size).reshape((n_tasks, size))
-    J11 = J11 + stats["nE"] / s2e[:, None]
-    h1 = h1 + (stats["sE"] - stats["nE"] * mu_e[:, None] - sev) / s2e[:, None]
     extra = 0.0
     if groups:
         t2 = groups["llm"][1][:, None, None]
@@ -206,15 +277,7 @@ def dense_leaves(stats: dict, lam, mu, sig2, mu_e, rho, s2e, xp=np,
             h1, h2 = h1 - (cf * F1 * Fh).sum(-1), h2 - (cf * F2 * Fh).sum(-1)
             cell_terms = cell_terms + (-0.5 * xp.log(1.0 + tf * Ff) + 0.5 * cf * Fh * Fh).sum(-1)
         extra = xp.sum(cell_terms.reshape((-1,))[stats["valid"]])
-    valid = stats["valid"]
-    zero = 0.0 * stats["nE"]  # (task, cell): count-only terms of a balanced design broadcast
-    msg = tuple((x + zero).reshape((-1,))[valid] for x in (J11, J12, J22, h1, h2))
-    m = xp.concatenate([mu, mu_e[:, None] + rho], axis=1)
-    v = xp.concatenate([sig2, s2e[:, None] + 0.0 * rho], axis=1)
-    nk = stats["n"]
-    const = -0.5 * xp.sum(nk * (LOG_2PI + xp.log(v)) + (
-        stats["sq"] - 2.0 * m * stats["sum"] + nk * m * m) / v)
-    return msg, const + extra
+    return (J11, J12, J22, h1, h2), extra
 
 
 def dense_measurement_logp(y, cell, column, cell_lesson, lesson_teacher, a1, a2, m, v, omega,

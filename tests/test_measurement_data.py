@@ -72,8 +72,9 @@ def test_data_the_model_cannot_identify_are_refused(small_study):
 
 
 def test_balanced_counts_once_per_task_give_the_same_density(small_study):
-    """The small preset is balanced, so the counts are stored once per task; the leaves then
-    equal the pair form (no sub-cell terms) and the per-cell counts (with them)."""
+    """The small preset is balanced, so the counts are stored once per task and the leaves
+    fold into per-task moments; they equal the pair form (no sub-cell terms) and the per-cell
+    counts (with and without them), in numpy and PyTensor."""
     from misalign.models.measurement_likelihood import dense_leaves, tree_logp
 
     d = build_measurement(small_study.table(), small_study.teachers)
@@ -100,10 +101,22 @@ def test_balanced_counts_once_per_task_give_the_same_density(small_study):
     pairs = MeasurementStats.from_arrays(d.y, d.cell, d.column, d.n_columns, d.cell_lesson,
                                          d.lesson_teacher)
     assert logp(st) == pytest.approx(measurement_logp(pairs, a1, a2, m, v, omega), abs=1e-8)
-    full = st | {"N": np.repeat(st["N"], st["S"].shape[1], axis=1)}
+    assert "S_cross" in st  # the folded leaves (per-task moments) against the per-cell ones
+    full = {k: v for k, v in st.items() if k not in ("cells", "S_mean", "S_cross")} | {
+        "N": np.repeat(st["N"], st["S"].shape[1], axis=1)}
     llm = np.array([s.split(" × ")[0] for s in d.sources])
     G = (llm[:, None] == np.unique(llm)[None, :]).astype(float)
     groups = {"llm": (G, rng.uniform(0.01, 0.1, T)),
               "family": (np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]),
                          rng.uniform(0.01, 0.1, T))}
     assert logp(st, groups) == pytest.approx(logp(full, groups), abs=1e-8)
+    assert logp(st) == pytest.approx(logp(full), abs=1e-8)
+    import pytensor.tensor as pt
+
+    from misalign.models.recursion import pt_segment_sum
+
+    sym_groups = {k: (g, pt.as_tensor(t)) for k, (g, t) in groups.items()}
+    msg, const = dense_leaves(st, *(pt.as_tensor(x) for x in (lam, mu, sig2, mu_e, rho, s2e)),
+                              xp=pt, segsum=pt_segment_sum, groups=sym_groups)
+    sym = const + tree_logp(msg, *tree, omega, pt, pt_segment_sum)
+    assert float(sym.eval()) == pytest.approx(logp(full, groups), abs=1e-8)
