@@ -93,6 +93,12 @@ class MeasurementResults(AnalysisResults):
         notes = super().notes
         cfg = self.model.config
         notes.append(f"experts' severity and noise from: {cfg['experts_prior']}")
+        r = (self.model.fit_config or {}).get("restarts")
+        if r:
+            gaps = ", ".join(f"{g:,.0f}" for g in r["log_density_below_best"])
+            notes.append(f"chain(s) {r['restarted_chains']} settled in a minor mode (mean log "
+                         f"density {gaps} below chain {r['from_chain']}) and were sampled again "
+                         "from that chain's last draw (models/restart.py)")
         return notes
 
     @cached_property

@@ -21,13 +21,16 @@ from typing import Any
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 from pymc_extras.prior import Prior
 
 from misalign.data.measurement import MeasurementData
 
 from .base import BayesianModel
 from .measurement_likelihood import dense_leaves, tree_logp
+from .options import SamplerConfig
 from .recursion import pt_segment_sum
+from .restart import restart_stuck_chains
 from .spec import zero_sum_basis
 
 LEVELS = ("cell", "lesson", "teacher")
@@ -176,6 +179,17 @@ class MeasurementModel(BayesianModel):
         keep = [f"quality:{lv}" for lv in LEVELS] + [
             c for c in ("expert_severity", "expert_noise") if c in out]
         return out[keep]
+
+    def fit(self, sampling: SamplerConfig | None = None, **options: Any) -> xr.DataTree:
+        """As every model fits, then chains stuck in a minor mode are sampled again from the
+        best chain (``restart.py``); ``fit_config["restarts"]`` says which, when any was."""
+        idata = super().fit(sampling, **options)
+        cfg = SamplerConfig.make(sampling, **options).resolved(self.default_target_accept)
+        self.idata, record = restart_stuck_chains(self.model, idata, cfg,
+                                                  self.fit_config["timing"])
+        if record:
+            self.fit_config["restarts"] = record
+        return self.idata
 
     # -- PyMC -----------------------------------------------------------------------------
     def _per_task(self, name: str):
