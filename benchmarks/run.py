@@ -142,6 +142,9 @@ def measure_rows(quick: bool, workdir: Path, sampler: str) -> list[dict]:
     row["us_per_grad"] = 1e6 * timing["sample_s"] * min(chains, os.cpu_count()) / steps
     row["min_ess"], row["min_ess_per_s"] = agreement_efficiency(res, timing["sample_s"])
     row["steps_per_draw"] = steps_total(res) / (chains * draws)
+    # Chains stuck in the minor mode are sampled again (models/restart.py): how many, how long.
+    row["restarted"] = len(fit.get("restarts", {}).get("restarted_chains", []))
+    row["restart_s"] = timing.get("restart_s", 0.0)
     res.unlink(missing_ok=True)
     return [row]
 
