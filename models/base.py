@@ -173,11 +173,17 @@ class BayesianModel(ABC):
         cfg = SamplerConfig.make(sampling, **options).resolved(self.default_target_accept)
         model = self.model or self.build_model()
         timing: dict[str, Any] = {}
-        self.idata = sample(model, cfg, timing=timing)
+        idata = sample(model, cfg, timing=timing)
         self.fit_config = {"sampler": cfg.sampler, "draws": cfg.draws, "tune": cfg.tune,
                            "chains": cfg.chains, "seed": cfg.seed,
                            "target_accept": cfg.target_accept, "timing": timing}
+        self.idata = self.after_sampling(idata, cfg)
         return self.idata
+
+    def after_sampling(self, idata: xr.DataTree, cfg: SamplerConfig) -> xr.DataTree:
+        """What a model does with its draws before they are kept (default: nothing); may add
+        to ``fit_config``."""
+        return idata
 
     @property
     def posterior(self) -> xr.Dataset:

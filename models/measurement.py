@@ -180,16 +180,13 @@ class MeasurementModel(BayesianModel):
             c for c in ("expert_severity", "expert_noise") if c in out]
         return out[keep]
 
-    def fit(self, sampling: SamplerConfig | None = None, **options: Any) -> xr.DataTree:
-        """As every model fits, then chains stuck in a minor mode are sampled again from the
-        best chain (``restart.py``); ``fit_config["restarts"]`` says which, when any was."""
-        idata = super().fit(sampling, **options)
-        cfg = SamplerConfig.make(sampling, **options).resolved(self.default_target_accept)
-        self.idata, record = restart_stuck_chains(self.model, idata, cfg,
-                                                  self.fit_config["timing"])
+    def after_sampling(self, idata: xr.DataTree, cfg: SamplerConfig) -> xr.DataTree:
+        """Chains stuck in a minor mode are sampled again from the best chain
+        (``restart.py``); ``fit_config["restarts"]`` says which, when any was."""
+        idata, record = restart_stuck_chains(self.model, idata, cfg, self.fit_config["timing"])
         if record:
             self.fit_config["restarts"] = record
-        return self.idata
+        return idata
 
     # -- PyMC -----------------------------------------------------------------------------
     def _per_task(self, name: str):

@@ -192,9 +192,9 @@ def _folded_llm(stats: dict, lam, mu, sig2, groups: dict | None, xp):
     w = 1.0 / sig2
     wl = w * lam
     nw, nwl = n * w, n * wl
-    J11, J12, J22 = (nwl * lam).sum(1), nwl.sum(1), nw.sum(1)
-    coef1, coef2 = wl, w
-    k1, k2 = (nwl * mu).sum(1), (nw * mu).sum(1)
+    # (J11, J12, J22, the two columns that give h from a cell's sums, their offsets)
+    state = ((nwl * lam).sum(1), nwl.sum(1), nw.sum(1), wl, w, (nwl * mu).sum(1),
+             (nw * mu).sum(1))
     cells = stats["cells"][:, None]
 
     def summed(A, k, c, log_term):
@@ -211,11 +211,7 @@ def _folded_llm(stats: dict, lam, mu, sig2, groups: dict | None, xp):
         k = xp.matmul(nw * mu, G)
         W, B1 = xp.matmul(nw, G), xp.matmul(nwl, G)
         c = t2 / (1.0 + t2 * W)
-        J11, J12, J22 = (J11 - (c * B1 * B1).sum(1), J12 - (c * B1 * W).sum(1),
-                         J22 - (c * W * W).sum(1))
-        coef1 = coef1 - (A * (c * B1)[:, None, :]).sum(-1)
-        coef2 = coef2 - (A * (c * W)[:, None, :]).sum(-1)
-        k1, k2 = k1 - (c * B1 * k).sum(1), k2 - (c * W * k).sum(1)
+        state = _absorb(state, A, k, c, B1, W)
         extra = summed(A, k, c, xp.log(1.0 + t2 * W))
         if "family" in groups:
             H, tf = groups["family"]
@@ -224,15 +220,21 @@ def _folded_llm(stats: dict, lam, mu, sig2, groups: dict | None, xp):
             F1, F2 = xp.matmul(B1 * e, H), xp.matmul(W * e, H)
             AF, kF = xp.matmul(A * e[:, None, :], H), xp.matmul(k * e, H)
             cf = tf / (1.0 + tf * F2)
-            J11, J12, J22 = (J11 - (cf * F1 * F1).sum(1), J12 - (cf * F1 * F2).sum(1),
-                             J22 - (cf * F2 * F2).sum(1))
-            coef1 = coef1 - (AF * (cf * F1)[:, None, :]).sum(-1)
-            coef2 = coef2 - (AF * (cf * F2)[:, None, :]).sum(-1)
-            k1, k2 = k1 - (cf * F1 * kF).sum(1), k2 - (cf * F2 * kF).sum(1)
+            state = _absorb(state, AF, kF, cf, F1, F2)
             extra = extra + summed(AF, kF, cf, xp.log(1.0 + tf * F2))
+    J11, J12, J22, coef1, coef2, k1, k2 = state
     h = xp.matmul(stats["S"], xp.stack([coef1, coef2], axis=2))
     return (J11[:, None], J12[:, None], J22[:, None], h[..., 0] - k1[:, None],
             h[..., 1] - k2[:, None]), extra
+
+
+def _absorb(state: tuple, A, k, c, b1, b2) -> tuple:
+    """Integrate one latent per (task, group) out of the folded state: a group's residual sum
+    is S_c·A − k, its loadings on (quality, shared) b1, b2, and c = τ²/(1 + τ² W)."""
+    J11, J12, J22, coef1, coef2, k1, k2 = state
+    return (J11 - (c * b1 * b1).sum(1), J12 - (c * b1 * b2).sum(1), J22 - (c * b2 * b2).sum(1),
+            coef1 - (A * (c * b1)[:, None, :]).sum(-1), coef2 - (A * (c * b2)[:, None, :]).sum(-1),
+            k1 - (c * b1 * k).sum(1), k2 - (c * b2 * k).sum(1))
 
 
 def _cell_llm(stats: dict, lam, mu, sig2, groups: dict | None, xp):
