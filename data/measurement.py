@@ -11,7 +11,7 @@ pass with no node shared between them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from .categorical import dataset_to_frame, frame_hash, frame_to_dataset
 from .io import RatingsTable
 from .misalignment import clean_ratings, expert_sd_by_task
 from .schema import Problem, ValidationError
+from .tables import LLMTable, TeacherTable
 
 SOURCE_SEPARATOR = " × "
 TEXT_COLUMNS = ["unit_id", "transcript_id", "teacher_id", "task", "kind", "llm", "prompt",
@@ -37,6 +38,9 @@ class MeasurementData:
     task_scale: dict[str, float]
     task_centre: dict[str, float]
     value_added: dict[str, float]
+    va_se: dict[str, float] = field(default_factory=dict)  # where the user gave it
+    benchmark: dict[str, float] = field(default_factory=dict)  # per LLM
+    notes: list[str] = field(default_factory=list)  # what the side tables left out, counted
 
     def __post_init__(self) -> None:
         f = self.frame
@@ -171,7 +175,9 @@ class MeasurementData:
         ds = frame_to_dataset(self.frame, TEXT_COLUMNS, NUMBER_COLUMNS)
         ds.attrs = {"task_scale": json.dumps(self.task_scale),
                     "task_centre": json.dumps(self.task_centre),
-                    "value_added": json.dumps(self.value_added)}
+                    "value_added": json.dumps(self.value_added),
+                    "va_se": json.dumps(self.va_se), "benchmark": json.dumps(self.benchmark),
+                    "data_notes": json.dumps(self.notes)}
         return ds
 
     @classmethod
@@ -179,7 +185,10 @@ class MeasurementData:
         frame = dataset_to_frame(ds, TEXT_COLUMNS, NUMBER_COLUMNS, categorical=False)
         return cls(frame=frame, task_scale=json.loads(ds.attrs["task_scale"]),
                    task_centre=json.loads(ds.attrs["task_centre"]),
-                   value_added=json.loads(ds.attrs["value_added"]))
+                   value_added=json.loads(ds.attrs["value_added"]),
+                   va_se=json.loads(ds.attrs.get("va_se", "{}")),
+                   benchmark=json.loads(ds.attrs.get("benchmark", "{}")),
+                   notes=json.loads(ds.attrs.get("data_notes", "[]")))
 
     def summary(self) -> dict:
         f = self.frame
@@ -187,37 +196,39 @@ class MeasurementData:
                 "llm_ratings": int((f["kind"] == "llm").sum()), "sources": len(self.sources),
                 "raters": len(self.raters), "task": len(self.tasks),
                 "cells": int(self.cell.max()) + 1,
-                "teachers_with_value_added": int(np.isfinite(self.va).sum())}
+                "teachers_with_value_added": len(set(f["teacher_id"]) & set(self.value_added)),
+                "llms_with_benchmark": len(set(f["llm"]) & set(self.benchmark))}
 
 
-def build_measurement(table: RatingsTable, teachers: pd.DataFrame | None = None
-                      ) -> MeasurementData:
+def build_measurement(table: RatingsTable, teachers: pd.DataFrame | TeacherTable | None = None,
+                      llms: pd.DataFrame | LLMTable | None = None) -> MeasurementData:
     """The measurement table of validated ratings; ``teachers`` (``teacher_id``,
-    ``value_added``) adds value-added. Refuses, with one plain problem each, data the joint
-    model cannot identify: no expert ratings, fewer than two LLM sources, or no unit × task rated
-    by both an expert and an LLM."""
+    ``value_added``[, ``va_se``]) adds value-added, ``llms`` (``rater``, ``benchmark``) the
+    LLMs' benchmark scores (``data/tables.py`` reads both from files). Refuses, with one plain
+    problem each, data the joint model cannot identify: no expert ratings, fewer than two LLM
+    sources, or no unit × task rated by both an expert and an LLM."""
     r = clean_ratings(table.ratings)
     experts = r[r["rater_kind"] == "expert"]
-    llms = r[r["rater_kind"] == "llm"]
+    llm_rows = r[r["rater_kind"] == "llm"]
     problems = []
     if experts.empty:
         problems.append(Problem(table.source, "no expert ratings: the experts fix the scale of "
                                 "true quality, so the joint model needs some", column="rater_kind"))
-    sources = (llms["rater"].astype(str) + SOURCE_SEPARATOR + llms["prompt"].astype(str))
+    sources = (llm_rows["rater"].astype(str) + SOURCE_SEPARATOR + llm_rows["prompt"].astype(str))
     if sources.nunique() < 2:
         problems.append(Problem(table.source, f"{sources.nunique()} LLM source(s) (LLM × "
                                 "prompt): the error all LLMs share needs two or more rating the "
                                 "same units", column="rater"))
-    if not experts.empty and not llms.empty:
+    if not experts.empty and not llm_rows.empty:
         both = (experts[["unit_id", "task"]].drop_duplicates().astype(str)
-                .merge(llms[["unit_id", "task"]].drop_duplicates().astype(str)))
+                .merge(llm_rows[["unit_id", "task"]].drop_duplicates().astype(str)))
         if both.empty:
             problems.append(Problem(table.source, "no unit × task is rated by both an expert and "
                                     "an LLM", column="unit_id"))
     if problems:
         raise ValidationError(problems)
     centre = experts.groupby("task", observed=True)["score"].mean()
-    tasks = sorted(set(llms["task"].astype(str)) | set(experts["task"].astype(str)))
+    tasks = sorted(set(llm_rows["task"].astype(str)) | set(experts["task"].astype(str)))
     scale = expert_sd_by_task(experts, tasks, table.source)
     frame = pd.DataFrame({
         "unit_id": r["unit_id"].astype(str).to_numpy(),
@@ -233,8 +244,23 @@ def build_measurement(table: RatingsTable, teachers: pd.DataFrame | None = None
         "score": r["score"].to_numpy(float)})
     mean = {t: float(centre[t]) for t in tasks}
     frame["y"] = ((frame["score"] - frame["task"].map(mean)) / frame["task"].map(scale))
-    va = {}
+    va, va_se, bench, notes = {}, {}, {}, []
+    if isinstance(teachers, TeacherTable):
+        notes += teachers.notes()
+        teachers = teachers.frame
     if teachers is not None and "value_added" in teachers:
-        va = {str(t): float(v) for t, v in zip(teachers["teacher_id"], teachers["value_added"],
-                                                strict=True) if pd.notna(v)}
-    return MeasurementData(frame=frame, task_scale=scale, task_centre=mean, value_added=va)
+        given = teachers[teachers["value_added"].notna()]
+        va = dict(zip(given["teacher_id"].astype(str), given["value_added"].astype(float),
+                      strict=True))
+        if "va_se" in given:
+            se = given[given["va_se"].notna()]
+            va_se = dict(zip(se["teacher_id"].astype(str), se["va_se"].astype(float),
+                             strict=True))
+    if isinstance(llms, LLMTable):
+        notes += llms.notes()
+        llms = llms.frame
+    if llms is not None and "benchmark" in llms:
+        name = "rater" if "rater" in llms else "llm"
+        bench = dict(zip(llms[name].astype(str), llms["benchmark"].astype(float), strict=True))
+    return MeasurementData(frame=frame, task_scale=scale, task_centre=mean, value_added=va,
+                           va_se=va_se, benchmark=bench, notes=notes)

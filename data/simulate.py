@@ -345,7 +345,7 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
     teachers = pd.DataFrame({"teacher_id": np.unique(te_ids), "true_quality": tq,
                              "value_added": va})
     bench = np.clip(0.78 + 0.06 * rng.standard_normal(L) - 0.3 * np.abs(fx["llm"]), 0.4, 0.95)
-    llms = pd.DataFrame({"llm": llm_names, "family": fams, "benchmark": np.round(bench, 3)})
+    llms = pd.DataFrame({"rater": llm_names, "family": fams, "benchmark": np.round(bench, 3)})
 
     expert_sd = _expert_sd(b)
     truth: dict = {"preset": preset if isinstance(preset, str) else "custom", "seed": cfg.seed,

@@ -14,6 +14,7 @@ from misalign.data import (
 from misalign.data.experts import ExpertRatings, load_experts
 from misalign.data.measurement import MeasurementData, build_measurement
 from misalign.data.simulate import PRESETS, SimulatedStudy, simulate
+from misalign.data.tables import read_llms, read_teachers
 from misalign.inference import (
     AnalysisResults,
     E1Results,
@@ -72,30 +73,43 @@ def fit(data: MisalignmentData | SimulatedStudy | str | Path | None = None, *,
 
 
 def measurement_data(data: MeasurementData | SimulatedStudy | str | Path | None = None, *,
-                     tasks: str | Path | None = None, teachers: Any = None,
+                     tasks: str | Path | None = None, teachers: Any = None, llms: Any = None,
                      score_policy: str = "error") -> MeasurementData:
     """The joint model's input (expert and LLM scores) from a ratings file, a simulated study,
-    a prepared table, or (``None``) the simulated small study."""
+    a prepared table, or (``None``) the simulated small study. ``teachers`` (value-added) and
+    ``llms`` (benchmark scores): a file (``data/tables.py`` validates it against the ratings)
+    or a table; a simulated study brings its own."""
     if isinstance(data, MeasurementData):
         return data
     if isinstance(data, (str, Path)):
-        return build_measurement(load_ratings(data, tasks=tasks, score_policy=score_policy,
-                                              require_reference=False), teachers)
-    study = data if data is not None else simulate("small", compute_truth=False)
-    return build_measurement(study.table(), study.teachers if teachers is None else teachers)
+        table = load_ratings(data, tasks=tasks, score_policy=score_policy,
+                             require_reference=False)
+    else:
+        study = data if data is not None else simulate("small", compute_truth=False)
+        table = study.table()
+        teachers = study.teachers if teachers is None else teachers
+        llms = study.llms if llms is None else llms
+    r = table.ratings
+    if isinstance(teachers, (str, Path)):
+        teachers = read_teachers(teachers, rated=r["teacher_id"].astype(str).unique())
+    if isinstance(llms, (str, Path)):
+        llms = read_llms(llms, rated=r.loc[r["rater_kind"] == "llm", "rater"].astype(str)
+                         .unique())
+    return build_measurement(table, teachers, llms)
 
 
 def fit_measurement(data: MeasurementData | SimulatedStudy | str | Path | None = None, *,
                     tasks: str | Path | None = None,
                     priors: dict[str, Any] | str | Path | None = None,
                     experts_prior: AnalysisResults | str | Path | None = None,
+                    teachers: Any = None, llms: Any = None,
                     sampling: SamplerConfig | None = None, **sampler: Any
                     ) -> MeasurementResults:
     """The joint measurement model (E2, E1 net of the reference). ``experts_prior``: a G-study
     results object or file of the same instrument, whose rater and residual variances become
     the priors of the experts' severity and noise (with double-rated cells in the data, those
     identify them anyway)."""
-    md = measurement_data(data, tasks=tasks)
+    md = measurement_data(data, tasks=tasks, teachers=teachers, llms=llms)
     priors = dict(_priors(priors) or {})
     source = ""
     if experts_prior is not None:

@@ -24,6 +24,12 @@ def measure(
     experts_prior: Annotated[Path | None, typer.Option(help=(
         "A `misalign gstudy` results file of the same instrument: its rater and residual "
         "variances become the priors of the experts' severity and noise."))] = None,
+    teachers: Annotated[Path | None, typer.Option(help=(
+        "Teacher table (teacher_id, value_added[, va_se]): value-added for E3; teachers "
+        "without one are allowed and counted."))] = None,
+    llms: Annotated[Path | None, typer.Option(help=(
+        "LLM table (rater, benchmark[, family]): benchmark scores for the weighted "
+        "ensembles of E4; every LLM with ratings needs one."))] = None,
     e1: Annotated[Path | None, typer.Option(help=(
         "A `misalign fit` results file of the same data: its aggregates are shown beside the "
         "joint model's split."))] = None,
@@ -36,7 +42,7 @@ def measure(
 ) -> None:
     """Joint model of expert and LLM scores: correlations between LLMs, with an expert and with
     true quality (E2), the noise ceiling, and E1's error net of the experts' own noise."""
-    common.missing_file(data, tasks, priors, experts_prior, e1)
+    common.missing_file(data, tasks, priors, experts_prior, e1, teachers, llms)
     from misalign import api
     from misalign.data import ValidationError
     from misalign.models import PriorError
@@ -46,7 +52,7 @@ def measure(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            md = api.measurement_data(data, tasks=tasks)
+            md = api.measurement_data(data, tasks=tasks, teachers=teachers, llms=llms)
             if data is None:
                 common.err.print("no data given: fitting the simulated 'small' study")
             gstudy = common.load_or_fail(experts_prior) if experts_prior else None

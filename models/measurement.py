@@ -142,7 +142,7 @@ class MeasurementModel(BayesianModel):
             if len(self.coords[f]) == 1:
                 out.append(f"one {f}: no {f} effects on the sources' intercepts, loadings and "
                            "noise (not estimable)")
-        return out
+        return out + list(self.data.notes)
 
     @staticmethod
     def default_priors_for() -> dict[str, Prior]:
