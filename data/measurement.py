@@ -69,8 +69,25 @@ class MeasurementData:
         self.lesson_task = self.cell_task[np.unique(self.cell_lesson, return_index=True)[1]]
         self.teacher_task = np.zeros(len(teachers), np.int64)
         self.teacher_task[teacher] = task
-        names = [str(k).split("\x1f", 1)[1] for k in teachers]
-        self.va = np.array([self.value_added.get(n, np.nan) for n in names], float)
+        self.teacher_names = [str(k).split("\x1f", 1)[1] for k in teachers]
+        self.va = np.array([self.value_added.get(n, np.nan) for n in self.teacher_names], float)
+
+    @property
+    def has_value_added(self) -> bool:
+        return bool(np.isfinite(self.va).any())
+
+    def value_added_nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per teacher node (task × teacher): value-added standardised over the teachers that
+        have it (0 where missing), 1.0/0.0 observed, and its known error variance on that
+        scale (``va_se``², 0 where not given)."""
+        given = np.array([self.value_added[n] for n in sorted(set(self.teacher_names))
+                          if n in self.value_added], float)
+        centre, scale = given.mean(), given.std() if len(given) > 1 else 1.0
+        scale = scale if scale > 0 else 1.0
+        observed = np.isfinite(self.va)
+        va = np.where(observed, (self.va - centre) / scale, 0.0)
+        se = np.array([self.va_se.get(n, 0.0) for n in self.teacher_names], float)
+        return va, observed.astype(float), (se / scale) ** 2
 
     @property
     def n_ratings(self) -> int:

@@ -89,8 +89,10 @@ class AgreementAccumulator:
         self.s[level][k] = self.s[level][k] + x.sum(axis=0)
         self.ss[level][k] = self.ss[level][k] + x.T @ x
 
-    def add(self, b: dict, units_per_transcript: int, transcripts_per_teacher: int) -> None:
-        """``b``: a simulated block (``simulate._block``)."""
+    def add(self, b: dict, units_per_transcript: int, transcripts_per_teacher: int,
+            value_added: np.ndarray) -> None:
+        """``b``: a simulated block (``simulate._block``); ``value_added``: its teachers'
+        (a last column at teacher level)."""
         llm = b["llm"]  # (U, K, L, P, R)
         U, K, L, P, R = llm.shape
         nu, ng = units_per_transcript, transcripts_per_teacher
@@ -107,7 +109,8 @@ class AgreementAccumulator:
                                           self.tau_teacher[k])):
                 ym = ymean.reshape(-1, size, L * P).mean(axis=1)
                 em = e.reshape(-1, size).mean(axis=1)
-                self._acc(level, k, np.column_stack([ym, em, np.interp(lat, _GRID, fn) / sd]))
+                cols = [ym, em, np.interp(lat, _GRID, fn) / sd]
+                self._acc(level, k, np.column_stack(cols + [value_added] * (level == "teacher")))
             ref = np.where(b["second"], (b["e1"][:, k] + b["e2"][:, k]) / 2, b["e1"][:, k])
             d = (ref - tau) / sd
             self.ref[k] += (len(d), d.sum(), d @ d)
@@ -116,6 +119,18 @@ class AgreementAccumulator:
         n = self.n[level][k]
         m = self.s[level][k] / n
         return self.ss[level][k] / n - np.outer(m, m)
+
+    def _value_added(self, k: int, S: int) -> dict:
+        """E3 at teacher level: each source's, the experts' and true quality's correlation
+        with value-added, and each source's misalignment (source − expert mean) with it."""
+        c = self._cov("teacher", k)
+        V, E = S + 2, S
+        corr = c[:, V] / np.sqrt(np.diag(c) * c[V, V])
+        mis_cov = c[:S, V] - c[E, V]
+        mis_var = np.diag(c)[:S] + c[E, E] - 2 * c[:S, E]
+        return {"sources": corr[:S].tolist(), "expert": float(corr[E]),
+                "quality": float(corr[S + 1]),
+                "misalignment": (mis_cov / np.sqrt(mis_var * c[V, V])).tolist()}
 
     def result(self, source_names: list[str], source_llm: np.ndarray,
                source_family: np.ndarray) -> dict:
@@ -139,6 +154,7 @@ class AgreementAccumulator:
                     "mean_inter": float(src[off].mean()) if S > 1 else float("nan"),
                     "mean_expert": float(r[:S, S].mean())}
             out["levels"][level] = per_task
+        out["value_added"] = {task: self._value_added(k, S) for k, task in enumerate(self.tasks)}
         for k, task in enumerate(self.tasks):
             c = self._cov("cell", k)
             m = self.s["cell"][k] / self.n["cell"][k]

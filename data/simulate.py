@@ -27,6 +27,7 @@ from .io import RatingsTable
 from .measurement import SOURCE_SEPARATOR
 from .measurement_truth import AgreementAccumulator
 from .schema import RATING_COLUMNS
+from .simulate_side import benchmarks, value_added
 from .truth import AnovaAccumulator, true_shares
 
 LLMS = (
@@ -76,7 +77,8 @@ class SimulationConfig:
     replicates: int = 1
     error_variances: dict = field(default_factory=lambda: dict(ERROR_VARIANCES))
     residual_task_sd: tuple[float, ...] = RESIDUAL_TASK_SD
-    va_reliability: float = 0.3
+    va_reliability: float = 0.3  # value-added's correlation with teachers' true quality
+    va_shared: float = 0.0  # … and with the deviation every LLM shares on them (E3)
     population_factor: int = 100
     seed: int = 20240501
     # Unrounded, unclipped scores. Rounding and clipping are nonlinear, so on ordinal scores a
@@ -219,9 +221,11 @@ def _block(cfg: SimulationConfig, fx: dict, rng: np.random.Generator, n_teachers
            + fx["task"][None, :, None, None] + fx["llm:prompt"][None, None, :, :]
            + fx["llm:task"].T[None, :, :, None] + fx["prompt:task"].T[None, :, None, :]
            + np.moveaxis(fx["llm:prompt:task"], -1, 0)[None])
-    shared = (rng.normal(0, sd(v["unit:task"]), (U, K))
-              + (rng.normal(0, sd(v["unit"]), U) + rng.normal(0, sd(v["transcript"]), G)[g_of_u]
-                 + rng.normal(0, sd(v["teacher"]), T)[t_of_u])[:, None])
+    shared_cell = rng.normal(0, sd(v["unit:task"]), (U, K))
+    shared_unit = rng.normal(0, sd(v["unit"]), U)
+    shared_lesson = rng.normal(0, sd(v["transcript"]), G)
+    teacher_s = rng.normal(0, sd(v["teacher"]), T)  # the teachers' shared deviation (E3)
+    shared = shared_cell + (shared_unit + shared_lesson[g_of_u] + teacher_s[t_of_u])[:, None]
     fam = fx["family_index"]
     own = (rng.normal(0, sd(v.get("lineage", 0.0)), (U, K, int(fam.max()) + 1))[:, :, fam]
            + rng.normal(0, sd(v.get("llm:unit:task", 0.0)), (U, K, L)))
@@ -230,9 +234,9 @@ def _block(cfg: SimulationConfig, fx: dict, rng: np.random.Generator, n_teachers
     noise_sd = sd(v["residual"]) * np.resize(np.asarray(cfg.residual_task_sd, float), K)
     latent = latent + rng.normal(0, 1, (U, K, L, P, R)) * noise_sd[None, :, None, None, None]
     llm_scores = to_scale(latent, 1)
-    return {"teacher_q": teacher_q, "tr_q": tr_q, "theta": theta, "e1": e1, "e2": e2,
-            "rater1": rater1, "rater2": rater2, "second": second, "llm": llm_scores, "lo": lo,
-            "hi": hi}
+    return {"teacher_q": teacher_q, "teacher_s": teacher_s, "tr_q": tr_q, "theta": theta,
+            "e1": e1, "e2": e2, "rater1": rater1, "rater2": rater2, "second": second,
+            "llm": llm_scores, "lo": lo, "hi": hi}
 
 
 def _reference_weights(b: dict, n_experts: int) -> np.ndarray:
@@ -339,13 +343,10 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
         tasks["scale_min"] = np.floor(tasks["scale_min"] - 12 * spread)
         tasks["scale_max"] = np.ceil(tasks["scale_max"] + 12 * spread)
     tq = b["teacher_q"]
-    z = (tq - tq.mean()) / tq.std()
-    r = cfg.va_reliability
-    va = r * z + np.sqrt(1 - r**2) * rng.standard_normal(len(z))
     teachers = pd.DataFrame({"teacher_id": np.unique(te_ids), "true_quality": tq,
-                             "value_added": va})
-    bench = np.clip(0.78 + 0.06 * rng.standard_normal(L) - 0.3 * np.abs(fx["llm"]), 0.4, 0.95)
-    llms = pd.DataFrame({"rater": llm_names, "family": fams, "benchmark": np.round(bench, 3)})
+                             "value_added": value_added(cfg, b, QUALITY_VARIANCES, rng)})
+    llms = pd.DataFrame({"rater": llm_names, "family": fams,
+                         "benchmark": benchmarks(fx["llm"], rng)})
 
     expert_sd = _expert_sd(b)
     truth: dict = {"preset": preset if isinstance(preset, str) else "custom", "seed": cfg.seed,
@@ -358,6 +359,7 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
         fam_names = sorted(set(fams))
         llm_family = fx["family_index"] if len(fam_names) > 1 else None
         pop_rng = np.random.default_rng([cfg.seed, 1])
+        va_rng = np.random.default_rng([cfg.seed, 2])  # apart, so E1's population stays put
         accs = {s: AnovaAccumulator(nu, ng, (K, L, P, R), fx["family_index"], cfg.n_experts)
                 for s in ("expert-sd", "raw")}
         scales = {"expert-sd": expert_sd, "raw": np.ones(K)}
@@ -371,7 +373,7 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
             pb = _block(cfg, fx, pop_rng, n)
             for s, acc in accs.items():
                 acc.add(_errors(pb, scales[s]), _reference_weights(pb, cfg.n_experts))
-            agree.add(pb, nu, ng)
+            agree.add(pb, nu, ng, value_added(cfg, pb, QUALITY_VARIANCES, va_rng))
             done += n
         truth["error_scales"] = {}
         for s, acc in accs.items():

@@ -19,10 +19,12 @@ from misalign.models.options import SamplerConfig
 
 from .agreement import NET_COMPONENTS, agreement, net_e1, upper_pairs
 from .analysis import AnalysisResults
+from .impact import value_added
 from .measurement_sections import sections as measurement_sections
 from .summaries import HDI_PROB, hdi, interval_frame
 
 COMPARISON = "e1_comparison"
+VALUE_ADDED = "value_added"  # E3, when the data have value-added
 
 
 class MeasurementResults(AnalysisResults):
@@ -47,8 +49,12 @@ class MeasurementResults(AnalysisResults):
         overall = net["variance"].mean("task")
         net["variance_all_tasks"] = overall
         net["share_all_tasks"] = overall / overall.sum("component")
-        return {"agreement": ag.drop_vars("corr_sources"), "agreement_matrix": matrix,
-                "net_e1": net}
+        out = {"agreement": ag.drop_vars("corr_sources"), "agreement_matrix": matrix,
+               "net_e1": net}
+        va = value_added(model.posterior, model.data.design())
+        if va is not None:
+            out[VALUE_ADDED] = va
+        return out
 
     # -- what is reported -------------------------------------------------------------------
     @property
@@ -62,6 +68,11 @@ class MeasurementResults(AnalysisResults):
     @property
     def net(self) -> xr.Dataset:
         return self.derived["net_e1"]
+
+    @property
+    def impact(self) -> xr.Dataset | None:
+        """E3 (value-added alignment per draw), or None without value-added."""
+        return self.derived.get(VALUE_ADDED)
 
     @property
     def comparison(self) -> xr.Dataset | None:
@@ -78,6 +89,10 @@ class MeasurementResults(AnalysisResults):
         if ag.sizes["source"] > 1:
             out["mean_inter"] = ag["mean_inter"]
         out["net_share"] = self.net["share"]
+        if self.impact is not None:
+            for name in ("corr_va", "corr_va_expert", "corr_va_quality",
+                         "corr_va_misalignment"):
+                out[name] = self.impact[name]
         return xr.Dataset(out)
 
     def sensitivity_quantities(self) -> xr.Dataset:
@@ -121,6 +136,32 @@ class MeasurementResults(AnalysisResults):
         quality."""
         ag = self.agreement
         return interval_frame({"expert": ag["corr_expert"], "quality": ag["corr_quality"]})
+
+    @cached_property
+    def va_table(self) -> pd.DataFrame | None:
+        """Per task and rater (true quality, the experts, each source, the sources' mean):
+        the correlation of its teacher-level score with value-added and of its misalignment
+        (minus the experts') with value-added, with P(< 0)."""
+        va = self.impact
+        if va is None:
+            return None
+        rows = {"true quality": (va["corr_va_quality"], None),
+                "experts": (va["corr_va_expert"], None),
+                "mean over sources": (va["mean_corr_va"], va["mean_corr_va_misalignment"])}
+        for s in va["source"].values:
+            rows[str(s)] = (va["corr_va"].sel(source=s, drop=True),
+                            va["corr_va_misalignment"].sel(source=s, drop=True))
+        frames = []
+        for rater, (corr, mis) in rows.items():
+            parts = {"corr": corr} | ({"misalignment": mis} if mis is not None else {})
+            t = interval_frame(parts)
+            t.insert(1, "rater", rater)
+            t["p_corr_below_0"] = (corr < 0).mean(SAMPLE_DIMS).values
+            t["p_misalignment_below_0"] = ((mis < 0).mean(SAMPLE_DIMS).values
+                                           if mis is not None else np.nan)
+            frames.append(t)
+        return pd.concat(frames, ignore_index=True).sort_values(
+            "task", kind="stable").reset_index(drop=True)
 
     @cached_property
     def matrix_table(self) -> pd.DataFrame:
@@ -186,8 +227,9 @@ class MeasurementResults(AnalysisResults):
     @classmethod
     def from_datatree(cls, tree: xr.DataTree, source: str = "the file") -> Self:
         res = super().from_datatree(tree, source)
-        if COMPARISON in tree.children:
-            res.derived[COMPARISON] = tree[COMPARISON].to_dataset()
+        for group in (COMPARISON, VALUE_ADDED):
+            if group in tree.children:
+                res.derived[group] = tree[group].to_dataset()
         return res
 
 

@@ -126,4 +126,40 @@ def sections(res: Any) -> list[Section]:
         values={"mean": "mean", "lower": "lower", "upper": "upper"})
     detail = Section("measurement_detail", "Agreement in detail: every source and pair",
                      tables=[sources, pairs], summary=False)
+    return [main, *_value_added_section(res), detail]
+
+
+def _value_added_section(res: Any) -> list[Section]:
+    """E3: a compact table (true quality, the experts, the sources' mean) with the forest plot
+    in the summary; every source in the full report."""
+    table = res.va_table
+    if table is None:
+        return []
+    va = res.impact
+    spec = dict(
+        labels=["task", "rater"],
+        intervals={"corr with value-added": "corr",
+                   "misalignment (− experts) with value-added": "misalignment"},
+        values={"P(corr < 0)": "p_corr_below_0",
+                "P(misalignment corr < 0)": "p_misalignment_below_0"}, group_by="task",
+        caption=("A rater's teacher score is the mean of its ratings over the teacher's cells "
+                 "in the data's design; the correlations are of the latent model (no plug-in "
+                 "teacher means); misalignment is the source's teacher score minus the "
+                 "experts'."))
+    compact = table[table["rater"].isin(["true quality", "experts", "mean over sources"])]
+    forest = FigureSpec(
+        "forest", xr.Dataset({"true quality": va["corr_va_quality"],
+                              "experts": va["corr_va_expert"],
+                              "LLM × prompt": va["corr_va"]}),
+        caption="Each rater's teacher-level correlation with value-added, per task: posterior "
+                "mean and 94% HDI.",
+        alt="Forest plot of the correlation with value-added of true quality, the experts and "
+            "every LLM × prompt source, per task.")
+    main = Section("value_added", "Alignment with value-added (E3)", tables=[TableSpec(
+        key="value_added", title="Alignment with value-added (E3), teacher level",
+        frame=compact.reset_index(drop=True), **spec)], figures=[forest])
+    detail = Section("value_added_detail", "Alignment with value-added: every source",
+                     tables=[TableSpec(key="value_added_sources",
+                                       title="Every source's alignment with value-added",
+                                       frame=table, **spec)], summary=False)
     return [main, detail]

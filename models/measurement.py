@@ -44,6 +44,9 @@ SOURCE_TERMS = {term: ("llm", "prompt", "llm_prompt")
                 for term in ("mu", "lambda", "log_noise")}
 
 
+VA_PRIORS = ("va_intercept", "beta_quality", "beta_shared", "sigma_va")
+
+
 def measurement_default_priors() -> dict[str, Prior]:
     """On the expert-SD scale a single expert rating has variance 1 = quality + severity +
     noise; every variance prior allows any one part to be all of it."""
@@ -63,6 +66,12 @@ def measurement_default_priors() -> dict[str, Prior]:
     for level in LEVELS:
         p[f"sigma_quality_{level}"] = Prior("HalfNormal", sigma=1.0)
         p[f"sigma_shared_{level}"] = Prior("HalfNormal", sigma=1.0)
+    # Value-added (E3), standardised over the teachers that have it; per task, so each task's
+    # posterior is what a fit of that task alone gives (MEASUREMENT.md).
+    p["va_intercept"] = Prior("Normal", mu=0.0, sigma=1.0)
+    p["beta_quality"] = Prior("Normal", mu=0.0, sigma=1.0)
+    p["beta_shared"] = Prior("Normal", mu=0.0, sigma=1.0)
+    p["sigma_va"] = Prior("HalfNormal", sigma=1.0)
     p["sigma_llm_cell"] = Prior("HalfNormal", sigma=0.3)
     p["sigma_lineage"] = Prior("HalfNormal", sigma=0.3)
     for term, effects in SOURCE_TERMS.items():
@@ -160,6 +169,8 @@ class MeasurementModel(BayesianModel):
                     return e not in self.effects[term]
         if name in ("sigma_llm_cell", "sigma_lineage"):
             return name.removeprefix("sigma_") not in self.sub_levels
+        if name in VA_PRIORS:
+            return not self.data.has_value_added
         return name == "sigma_rater" and len(self.coords["rater"]) < 2
 
     def sigma_components(self) -> dict[str, str]:
@@ -242,6 +253,16 @@ class MeasurementModel(BayesianModel):
             out["family"] = (H, self._per_task("sigma_lineage") ** 2)
         return out
 
+    def _value_added(self) -> tuple | None:
+        """(standardised value-added, observed, its parameters) per teacher node, or None."""
+        d = self.data
+        if not d.has_value_added:
+            return None
+        va, observed, known = d.value_added_nodes()
+        t = d.teacher_task
+        nu0, bq, bs, s_va = (self._per_task(n) for n in VA_PRIORS)
+        return va, observed, (nu0[t], bq[t], bs[t], (s_va**2)[t] + known)
+
     def build_model(self) -> pm.Model:
         d = self.data
         st = d.dense_statistics()
@@ -274,6 +295,6 @@ class MeasurementModel(BayesianModel):
                 omega[level] = ((q**2)[node_task[level]], (s**2)[node_task[level]])
             pm.Potential("marginal_loglik", const + tree_logp(
                 msg, d.cell_lesson, d.lesson_teacher, len(d.lesson_teacher),
-                len(d.teacher_task), omega, pt, pt_segment_sum))
+                len(d.teacher_task), omega, pt, pt_segment_sum, self._value_added()))
         self.model = model
         return model

@@ -105,14 +105,15 @@ def coverage(res: MeasurementResults, truth: dict) -> list[dict]:
 MEANS = ("noise_ceiling", "mean_inter", "mean_expert")
 
 
-def check_recovery(rows: list[dict], inside_share: float = 0.98, slack: float = 0.03) -> None:
+def check_recovery(rows: list[dict], inside_share: float = 0.98, slack: float = 0.03,
+                   min_rows: int = 1900) -> None:
     """Every mean correlation and noise ceiling inside its 94% HDI; of ≈ 2,000 quantities at
     least ``inside_share`` inside, and none more than ``slack`` from its interval (a calibrated
     fit of correlated quantities misses a few by a hair: the compression of a task whose λ̄ the
     data put near 1, a pair of sources)."""
     outside = [r for r in rows if not r["inside"]]
-    assert len(rows) > 1900
-    assert not [r for r in outside if r["kind"] in MEANS], outside
+    assert len(rows) >= min_rows
+    assert not [r for r in outside if r.get("kind") in MEANS], outside
     assert len(outside) <= (1 - inside_share) * len(rows), outside
     far = [r for r in outside
            if min(abs(r["truth"] - r["lower"]), abs(r["truth"] - r["upper"])) > slack]
@@ -128,6 +129,44 @@ def test_recovery_on_the_small_preset(fitted):
     assert res.gate.passed, res.gate.message()
     check_recovery([r for r in coverage(res, study.truth)
                     if r["kind"] != "net share (all tasks)"])
+
+
+def value_added_coverage(res: MeasurementResults, truth: dict) -> list[dict]:
+    """Every E3 quantity with its truth and 94% HDI: per task, true quality's and the
+    experts' correlation with value-added, each source's, and each source's misalignment's."""
+    t = truth["measurement"]
+    names, va = t["sources"], res.impact
+    rows = []
+    for task in res.model.data.tasks:
+        tt, a = t["value_added"][task], va.sel(task=task)
+        pairs = [("quality", a["corr_va_quality"], tt["quality"]),
+                 ("expert", a["corr_va_expert"], tt["expert"])]
+        for i, s in enumerate(str(x) for x in va["source"].values):
+            j = names.index(s)
+            pairs += [(f"source {s}", a["corr_va"].isel(source=i), tt["sources"][j]),
+                      (f"misalignment {s}", a["corr_va_misalignment"].isel(source=i),
+                       tt["misalignment"][j])]
+        for what, da, value in pairs:
+            lo, hi = _interval(da)
+            rows.append({"where": (task, what), "truth": value, "lower": lo, "upper": hi,
+                         "inside": lo <= value <= hi})
+    return rows
+
+
+def test_value_added_alignment_recovers_its_truth(fitted):
+    """E3 at teacher level: every source's, the experts' and true quality's correlation with
+    value-added and every misalignment's, against its 94% HDI (182 quantities) with the E2
+    rule: at least 98% inside, none more than 0.03 outside. Measured 2026-11-29 at seed 1002:
+    all inside in one run, one misalignment 0.003 below its interval in another. With 40
+    teachers and a value-added reliability of 0.3 the intervals are wide (≈ ±0.35); the truth
+    is computed on 4,000 teachers."""
+    study, res = fitted
+    rows = value_added_coverage(res, study.truth)
+    assert len(rows) == 7 * (2 + 2 * 12)
+    check_recovery(rows, min_rows=182)
+    table = res.va_table
+    assert {"true quality", "experts", "mean over sources"} <= set(table["rater"])
+    assert table["p_corr_below_0"].between(0, 1).all()
 
 
 def test_headline_findings_and_the_net_split(fitted):
@@ -208,7 +247,12 @@ def test_results_file_summary_and_report(fitted, tmp_path):
     assert payload["kind"] == "measurement" and payload["agreement"]
     page = write_report([(str(path), back)], tmp_path / "r.html")
     html = page.read_text()
-    assert "Who agrees with whom" in html and html.count("<img") >= 2
+    assert "Who agrees with whom" in html and html.count("<img") >= 3
+    assert "Alignment with value-added (E3)" in html
+    assert back.va_table.equals(res.va_table)
+    assert len(payload["value_added_sources"]) == len(res.va_table)
+    assert {r["rater"] for r in payload["value_added"]} == {"true quality", "experts",
+                                                           "mean over sources"}
 
 
 @pytest.mark.parametrize("case", ["no experts", "one source", "no overlap"])

@@ -120,3 +120,66 @@ def test_balanced_counts_once_per_task_give_the_same_density(small_study):
                               xp=pt, segsum=pt_segment_sum, groups=sym_groups)
     sym = const + tree_logp(msg, *tree, omega, pt, pt_segment_sum)
     assert float(sym.eval()) == pytest.approx(logp(full, groups), abs=1e-8)
+
+
+def test_the_model_graph_with_value_added_equals_the_reference(small_study):
+    """The PyMC model's marginal likelihood, value-added included (some teachers without it,
+    some with a known error), equals the numpy recursion fed the same parameters at a random
+    point, with the value-added standardised here independently."""
+
+    from misalign.models.measurement import MeasurementModel
+
+    table = small_study.table()
+    r = table.ratings
+    keep = (r["task"].astype(str).isin(["CLPC", "EXPL"])
+            & ((r["rater_kind"] == "expert") | (r["prompt"].astype(str) == "base")
+               & r["rater"].astype(str).isin(["openai/gpt-4o", "anthropic/claude-3-haiku"])))
+    teachers = small_study.teachers.copy()
+    teachers.loc[::4, "value_added"] = np.nan
+    teachers["va_se"] = np.where(np.arange(len(teachers)) % 3 == 0, 0.3, np.nan)
+    teachers.loc[teachers["value_added"].isna(), "va_se"] = np.nan
+    d = build_measurement(replace(table, ratings=r[keep].reset_index(drop=True)), teachers)
+    model = MeasurementModel(d)
+    assert model.sub_levels == [] and "beta_shared" in model.priors
+    pm_model = model.build_model()
+    rng = np.random.default_rng(5)
+    ip = pm_model.initial_point()
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in ip.items()}
+    names = ["marginal_loglik", "lambda_source", "mu_source", "noise_sd_source", "mu_expert",
+             "sigma_expert", "rater_effect", "va_intercept", "beta_quality", "beta_shared",
+             "sigma_va"] + [f"sigma_{p}_{lv}" for p in ("quality", "shared")
+                            for lv in ("cell", "lesson", "teacher")]
+    fn = pm_model.compile_fn([pm_model[n] for n in names], inputs=pm_model.value_vars,
+                             on_unused_input="ignore",
+                             point_fn=True)
+    got = dict(zip(names, fn(point), strict=True))
+    T = len(d.tasks)
+    a1 = np.concatenate([got["lambda_source"], np.ones((T, len(d.raters)))], 1).ravel()
+    a2 = np.concatenate([np.ones_like(got["lambda_source"]),
+                         np.zeros((T, len(d.raters)))], 1).ravel()
+    m = np.concatenate([got["mu_source"], got["mu_expert"][:, None] + got["rater_effect"]],
+                       1).ravel()
+    v = np.concatenate([got["noise_sd_source"] ** 2,
+                        np.repeat(got["sigma_expert"][:, None] ** 2, len(d.raters), 1)],
+                       1).ravel()
+    nodes = {"cell": d.cell_task, "lesson": d.lesson_task, "teacher": d.teacher_task}
+    omega = {lv: tuple(got[f"sigma_{p}_{lv}"][idx] ** 2 for p in ("quality", "shared"))
+             for lv, idx in nodes.items()}
+    # Standardised over the teachers with ratings and value-added, independently of the code.
+    rated = set(r.loc[keep, "teacher_id"].astype(str))
+    vt = teachers[teachers["teacher_id"].astype(str).isin(rated)
+                  & teachers["value_added"].notna()]
+    centre, scale = vt["value_added"].mean(), vt["value_added"].std(ddof=0)
+    by_name = dict(zip(vt["teacher_id"].astype(str), vt["value_added"], strict=True))
+    se = dict(zip(vt["teacher_id"].astype(str), vt["va_se"].fillna(0.0), strict=True))
+    va = np.array([(by_name[n] - centre) / scale if n in by_name else np.nan
+                   for n in d.teacher_names])
+    known = np.array([(se.get(n, 0.0) / scale) ** 2 for n in d.teacher_names])
+    t = d.teacher_task
+    vp = (got["va_intercept"][t], got["beta_quality"][t], got["beta_shared"][t],
+          got["sigma_va"][t] ** 2 + known)
+    stats = MeasurementStats.from_arrays(d.y, d.cell, d.column, d.n_columns, d.cell_lesson,
+                                         d.lesson_teacher, va)
+    assert np.isnan(va).any() and (known > 0).any()
+    want = measurement_logp(stats, a1, a2, m, v, omega, vp)
+    assert float(got["marginal_loglik"]) == pytest.approx(want, abs=1e-8)
