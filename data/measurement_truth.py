@@ -132,8 +132,29 @@ class AgreementAccumulator:
                 "quality": float(corr[S + 1]),
                 "misalignment": (mis_cov / np.sqrt(mis_var * c[V, V])).tolist()}
 
+    def _ensembles(self, k: int, S: int, weights: dict[str, np.ndarray]) -> dict:
+        """E4: each ensemble (a weighted mean of the sources' single ratings) against a
+        single expert and true quality at every level, and value-added at teacher level."""
+        out = {}
+        E, Q, V = S, S + 1, S + 2
+        covs = {lv: self._cov(lv, k) for lv in LEVELS}
+        for name, w in weights.items():
+            row: dict = {}
+            for level, c in covs.items():
+                var = w @ c[:S, :S] @ w
+                row[level] = {"expert": float(w @ c[:S, E] / np.sqrt(var * c[E, E])),
+                              "quality": float(w @ c[:S, Q] / np.sqrt(var * c[Q, Q]))}
+            c = covs["teacher"]
+            var = w @ c[:S, :S] @ w
+            row["va"] = float(w @ c[:S, V] / np.sqrt(var * c[V, V]))
+            mis_var = var + c[E, E] - 2 * w @ c[:S, E]
+            row["va_misalignment"] = float((w @ c[:S, V] - c[E, V]) / np.sqrt(mis_var * c[V, V]))
+            out[name] = row
+        return out
+
     def result(self, source_names: list[str], source_llm: np.ndarray,
-               source_family: np.ndarray) -> dict:
+               source_family: np.ndarray, ensembles: dict[str, np.ndarray] | None = None
+               ) -> dict:
         """Per task: the correlation matrix of the sources, each source's correlation with a
         single expert and with true quality, the noise ceiling, the mean inter-source and
         source–expert correlations, at every level; and the net-E1 variances."""
@@ -155,6 +176,8 @@ class AgreementAccumulator:
                     "mean_expert": float(r[:S, S].mean())}
             out["levels"][level] = per_task
         out["value_added"] = {task: self._value_added(k, S) for k, task in enumerate(self.tasks)}
+        out["ensembles"] = {task: self._ensembles(k, S, ensembles or {})
+                            for k, task in enumerate(self.tasks)}
         for k, task in enumerate(self.tasks):
             c = self._cov("cell", k)
             m = self.s["cell"][k] / self.n["cell"][k]

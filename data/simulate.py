@@ -23,6 +23,7 @@ from pandas.api.types import union_categoricals
 
 from .atomic import atomic_write, atomic_write_text
 from .categorical import clean_text
+from .ensembles import ensemble_weights
 from .io import RatingsTable
 from .measurement import SOURCE_SEPARATOR
 from .measurement_truth import AgreementAccumulator
@@ -342,16 +343,14 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
         spread = np.array([TASKS[t][3] for t in cfg.tasks])
         tasks["scale_min"] = np.floor(tasks["scale_min"] - 12 * spread)
         tasks["scale_max"] = np.ceil(tasks["scale_max"] + 12 * spread)
-    tq = b["teacher_q"]
-    teachers = pd.DataFrame({"teacher_id": np.unique(te_ids), "true_quality": tq,
+    teachers = pd.DataFrame({"teacher_id": np.unique(te_ids), "true_quality": b["teacher_q"],
                              "value_added": value_added(cfg, b, QUALITY_VARIANCES, rng)})
     llms = pd.DataFrame({"rater": llm_names, "family": fams,
                          "benchmark": benchmarks(fx["llm"], rng)})
 
     expert_sd = _expert_sd(b)
     truth: dict = {"preset": preset if isinstance(preset, str) else "custom", "seed": cfg.seed,
-                   "scale": scale,
-                   "config": {k: v for k, v in asdict(cfg).items() if k != "llms"},
+                   "scale": scale, "config": {k: v for k, v in asdict(cfg).items() if k != "llms"},
                    "llms": [list(x) for x in cfg.llms],
                    "generating_error_variances": cfg.error_variances,
                    "expert_sd": dict(zip(cfg.tasks, map(float, expert_sd), strict=True))}
@@ -383,9 +382,12 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
                 "bias": acc.biases(list(cfg.tasks), [n for n, _ in cfg.llms], list(cfg.prompts)),
                 "total_error_sd": float(np.sqrt(sum(var.values())))}
         fam_of = fx["family_index"]
+        names = [(m, p) for m, _ in cfg.llms for p in cfg.prompts]
+        bench = dict(zip(llms["rater"], llms["benchmark"], strict=True))
+        weights = ensemble_weights([m for m, _ in names], [p for _, p in names], bench)
         truth["measurement"] = agree.result(
-            [f"{m}{SOURCE_SEPARATOR}{p}" for m, _ in cfg.llms for p in cfg.prompts],
-            np.repeat(np.arange(L), P), np.repeat(fam_of, P))
+            [f"{m}{SOURCE_SEPARATOR}{p}" for m, p in names], np.repeat(np.arange(L), P),
+            np.repeat(fam_of, P), {n: w.to_numpy(float) for n, w in weights.iterrows()})
         truth["population_teachers"] = n_pop
         truth["definition"] = (
             "finite-population shares on the error scale after rounding (none when continuous): "

@@ -12,6 +12,7 @@ import pandas as pd
 import xarray as xr
 from pymc_extras.prior import Prior
 
+from misalign.data.ensembles import ensemble_weights
 from misalign.data.measurement import MeasurementData
 from misalign.models.base import SAMPLE_DIMS
 from misalign.models.measurement import MeasurementModel
@@ -19,12 +20,14 @@ from misalign.models.options import SamplerConfig
 
 from .agreement import NET_COMPONENTS, agreement, net_e1, upper_pairs
 from .analysis import AnalysisResults
+from .ensembles import ensembles
 from .impact import value_added
 from .measurement_sections import sections as measurement_sections
 from .summaries import HDI_PROB, hdi, interval_frame
 
 COMPARISON = "e1_comparison"
 VALUE_ADDED = "value_added"  # E3, when the data have value-added
+ENSEMBLES = "ensembles"  # E4
 
 
 class MeasurementResults(AnalysisResults):
@@ -54,7 +57,30 @@ class MeasurementResults(AnalysisResults):
         va = value_added(model.posterior, model.data.design())
         if va is not None:
             out[VALUE_ADDED] = va
+        out[ENSEMBLES] = cls._ensembles(model, ag, va)
         return out
+
+    @staticmethod
+    def _ensembles(model: MeasurementModel, ag: xr.Dataset, va: xr.Dataset | None
+                   ) -> xr.Dataset:
+        """E4 per draw, with the median single source beside the ensembles and, with
+        value-added, whether each ensemble is less aligned with it than that median."""
+        c = model.coords
+        weights = ensemble_weights([c["llm"][i] for i in model.source_llm],
+                                   [c["prompt"][i] for i in model.source_prompt],
+                                   model.data.benchmark)
+        ens = ensembles(model.posterior, model.data.design(), weights, model.source_llm,
+                        model.source_family)
+        ens["median_source_expert"] = ag["corr_expert"].median("source")
+        ens["median_source_quality"] = ag["corr_quality"].median("source")
+        if va is not None:
+            median = va["corr_va"].median("source")
+            ens["median_source_va"] = median
+            ens["below_median_va"] = (ens["corr_va"] < median).astype(float)
+        ens["weight"] = xr.DataArray(weights.to_numpy(float), dims=("ensemble", "source"),
+                                     coords={"ensemble": ens["ensemble"],
+                                             "source": model.posterior["source"]})
+        return ens
 
     # -- what is reported -------------------------------------------------------------------
     @property
@@ -75,6 +101,11 @@ class MeasurementResults(AnalysisResults):
         return self.derived.get(VALUE_ADDED)
 
     @property
+    def ensembles(self) -> xr.Dataset | None:
+        """E4 per draw (absent from files written before it existed)."""
+        return self.derived.get(ENSEMBLES)
+
+    @property
     def comparison(self) -> xr.Dataset | None:
         return self.derived.get(COMPARISON)
 
@@ -93,6 +124,10 @@ class MeasurementResults(AnalysisResults):
             for name in ("corr_va", "corr_va_expert", "corr_va_quality",
                          "corr_va_misalignment"):
                 out[name] = self.impact[name]
+        if self.ensembles is not None:
+            for name in ("corr_expert", "corr_quality", "corr_va", "corr_va_misalignment"):
+                if name in self.ensembles:
+                    out[f"ensemble_{name}"] = self.ensembles[name]
         return xr.Dataset(out)
 
     def sensitivity_quantities(self) -> xr.Dataset:
@@ -164,6 +199,32 @@ class MeasurementResults(AnalysisResults):
             "task", kind="stable").reset_index(drop=True)
 
     @cached_property
+    def ensemble_table(self) -> pd.DataFrame | None:
+        """Per task and ensemble (and the median single source): the correlation of a cell's
+        rating with a single expert and with true quality, and with value-added its teacher
+        score's and misalignment's, with P(less aligned with value-added than the median
+        single source)."""
+        ens = self.ensembles
+        if ens is None:
+            return None
+        cell = ens.sel(level="cell")
+        parts = {"expert": cell["corr_expert"], "quality": cell["corr_quality"]}
+        median = {"expert": ens["median_source_expert"].sel(level="cell"),
+                  "quality": ens["median_source_quality"].sel(level="cell")}
+        if "corr_va" in ens:
+            parts |= {"va": ens["corr_va"], "va_misalignment": ens["corr_va_misalignment"]}
+            median["va"] = ens["median_source_va"]
+        t = interval_frame(parts)
+        if "below_median_va" in ens:
+            p = ens["below_median_va"].mean(SAMPLE_DIMS).to_dataframe("p_below_median_va")
+            t = t.merge(p.reset_index()[["ensemble", "task", "p_below_median_va"]],
+                        on=["ensemble", "task"], how="left")
+        m = interval_frame(median)
+        m.insert(0, "ensemble", "median single source")
+        return pd.concat([t, m], ignore_index=True).sort_values(
+            "task", kind="stable").reset_index(drop=True)
+
+    @cached_property
     def matrix_table(self) -> pd.DataFrame:
         """Every pair of sources (long form), per task and level."""
         m = self.matrix
@@ -227,7 +288,7 @@ class MeasurementResults(AnalysisResults):
     @classmethod
     def from_datatree(cls, tree: xr.DataTree, source: str = "the file") -> Self:
         res = super().from_datatree(tree, source)
-        for group in (COMPARISON, VALUE_ADDED):
+        for group in (COMPARISON, VALUE_ADDED, ENSEMBLES):
             if group in tree.children:
                 res.derived[group] = tree[group].to_dataset()
         return res

@@ -126,7 +126,37 @@ def sections(res: Any) -> list[Section]:
         values={"mean": "mean", "lower": "lower", "upper": "upper"})
     detail = Section("measurement_detail", "Agreement in detail: every source and pair",
                      tables=[sources, pairs], summary=False)
-    return [main, *_value_added_section(res), detail]
+    return [main, *_value_added_section(res), *_ensemble_section(res), detail]
+
+
+def _ensemble_section(res: Any) -> list[Section]:
+    table = res.ensemble_table
+    if table is None:
+        return []
+    intervals = {"with an expert (cell)": "expert", "with true quality (cell)": "quality"}
+    values = {}
+    if "va_mean" in table:
+        intervals |= {"with value-added (teacher)": "va",
+                      "misalignment with value-added": "va_misalignment"}
+        values = {"P(below the median source on value-added)": "p_below_median_va"}
+    spec = TableSpec(
+        key="ensembles", title="Ensembles of LLM ratings (E4) beside the median single source",
+        frame=table, labels=["task", "ensemble"], intervals=intervals, values=values,
+        group_by="task",
+        caption=("An ensemble is a weighted mean of the sources' single ratings of a cell "
+                 "(data/ensembles.py); its shared deviation keeps its full weight however many "
+                 "sources it averages. Majority vote is not computed."))
+    figures = []
+    ens = res.ensembles
+    if "corr_va" in ens:
+        figures.append(FigureSpec(
+            "forest", xr.Dataset({"ensemble": ens["corr_va"],
+                                  "median single source": ens["median_source_va"]}),
+            caption="Each ensemble's teacher-level correlation with value-added beside the "
+                    "median single source's, per task: posterior mean and 94% HDI.",
+            alt="Forest plot of the ensembles' and the median single source's correlation with "
+                "value-added, per task."))
+    return [Section("ensembles", "Ensembles (E4)", tables=[spec], figures=figures)]
 
 
 def _value_added_section(res: Any) -> list[Section]:
