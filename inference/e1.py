@@ -17,6 +17,7 @@ from misalign.models.options import SamplerConfig
 from . import e1_sections
 from .analysis import AnalysisResults
 from .bias import compute_bias, size_table
+from .dstudy import decision_table, e1_decision_study
 from .sections import Section
 from .shares import SHARE_VARS, compute_shares, share_table
 
@@ -25,17 +26,29 @@ NU_WARN = 4.0
 
 class E1Results(AnalysisResults):
     model_class = VariancePartitionModel
-    derived_groups = ("shares", "bias")
+    derived_groups = ("shares", "bias", "decision_study")
     model: VariancePartitionModel
 
     @classmethod
     def compute_derived(cls, model: VariancePartitionModel) -> dict[str, xr.Dataset]:
         shares = compute_shares(model)
-        return {"shares": shares, "bias": compute_bias(model, model.posterior, shares)}
+        return {"shares": shares, "bias": compute_bias(model, model.posterior, shares),
+                "decision_study": e1_decision_study(model.spec.coords, shares)}
 
     @property
     def shares(self) -> xr.Dataset:
         return self.derived["shares"]
+
+    @property
+    def decision_study(self) -> xr.Dataset:
+        """E5: the error of an average over k LLMs × q prompts, per draw (``dstudy.py``)."""
+        return self.derived["decision_study"]
+
+    @cached_property
+    def decision_table(self) -> pd.DataFrame:
+        """Posterior mean [94% HDI] of the error variance of a few averages, both versions,
+        and the share of it the floor is."""
+        return decision_table(self.decision_study)
 
     @property
     def bias(self) -> xr.Dataset:

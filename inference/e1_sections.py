@@ -151,4 +151,36 @@ def sections(res: Any) -> list[Section]:
     main = Section("e1", "How far LLM ratings drift from the experts (E1)",
                    headline=headline(res), text=which_column(res), tables=[table],
                    figures=share_forest(res))
-    return [main, bias_section(res)]
+    return [main, bias_section(res), decision_section(res)]
+
+
+def decision_section(res: Any) -> Section:
+    """E5: how the error falls with more LLMs and prompts, and the floor it cannot pass."""
+    t = res.decision_table
+    cfg = res.model.config
+    text = []
+    for kind, words in (("superpopulation", "new LLMs and prompts"),
+                        ("finite_population", "the data's own LLMs and prompts")):
+        best = t.attrs["smallest"][kind]
+        text.append(f"Averaging {words}: " + (
+            f"{best[0]} LLM(s) × {best[1]} prompt(s) come within 5% of the floor."
+            if best else "no design in the grid comes within 5% of the floor."))
+    table = TableSpec(
+        key="decision_study", title=f"Decision study (E5): error variance of an average of "
+        f"k LLMs × q prompts ({cfg['error_scale']} scale)",
+        frame=t, labels=["llms", "prompts"],
+        intervals={"superpop error [94% HDI]": "superpopulation",
+                   "finite-pop error [94% HDI]": "finite_population"},
+        values={"floor share (superpop)": "superpopulation_floor_share",
+                "floor share (finite)": "finite_population_floor_share"},
+        caption=("the floor is what no number of LLMs removes: the task's bias, what every LLM "
+                 "shares on a unit, lineage and the reference's own error (finite population: "
+                 "subsets of the data's LLMs and prompts, blank beyond them)."))
+    fig = FigureSpec("floor", res.decision_study,
+                     caption="Error variance of an average over k LLMs (x) for each number of "
+                             "prompts, superpopulation, posterior mean and 94% HDI; the dashed "
+                             "line is the floor.",
+                     alt="Line plot of the error variance falling with more LLMs towards a "
+                         "dashed floor.")
+    return Section("decision_study", "How many LLMs and prompts? The decision study (E5)",
+                   text=text, tables=[table], figures=[fig])

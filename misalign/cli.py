@@ -28,6 +28,7 @@ from misalign.cli_common import (
 )
 from misalign.cli_common import fail as _fail
 from misalign.cli_common import problems as _problems
+from misalign.cli_dstudy import register as register_dstudy
 from misalign.cli_gstudy import register as register_gstudy
 from misalign.cli_measure import register as register_measure
 from misalign.cli_report import register as register_report
@@ -168,6 +169,7 @@ def summary(
 register_collect(app)
 register_gstudy(app)
 register_measure(app)
+register_dstudy(app)
 register_sensitivity(app)
 register_report(app)
 

@@ -152,9 +152,30 @@ def heatmap_figure(data: xr.Dataset, max_tasks: int = 8) -> Figure:
     return fig
 
 
+def floor_figure(ds: xr.Dataset) -> Figure:
+    """E5: superpopulation error variance against the number of LLMs, one line per number of
+    prompts (1 and the largest), with the 94% band and the floor dashed."""
+    from misalign.inference.summaries import hdi
+
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
+    err = ds["superpopulation_error"]
+    ks = err["k"].values
+    for q in sorted({int(err["q"].values[0]), int(err["q"].values[-1])}):
+        e = err.sel(q=q)
+        h = hdi(e)
+        ax.plot(ks, e.mean(("chain", "draw")), marker="o", label=f"{q} prompt(s)")
+        ax.fill_between(ks, h.sel(ci_bound="lower"), h.sel(ci_bound="upper"), alpha=0.2)
+    ax.axhline(float(ds["superpopulation_floor"].mean()), ls="--", color="k", label="floor")
+    ax.set_xlabel("LLMs averaged (k)")
+    ax.set_ylabel("error variance")
+    ax.legend(frameon=False)
+    return fig
+
+
 FIGURES: dict[str, Callable[..., Figure]] = {
     "forest": forest_figure, "rank": rank_figure, "decision": decision_figure,
-    "sweep": sweep_figure, "heatmap": heatmap_figure,
+    "sweep": sweep_figure, "heatmap": heatmap_figure, "floor": floor_figure,
 }
 
 

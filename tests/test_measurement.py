@@ -400,3 +400,25 @@ def test_prior_check_holds_the_priors_against_a_single_expert_rating(small_study
                                 "share:expert_noise", "error_sd"}
     line = prior_check_lines(table)[0]
     assert line.startswith("SD of a single expert rating") and "is inside it" in line
+
+
+def test_the_floor_split_and_design_correlations(fitted):
+    """``misalign dstudy --measure``: the floor's parts the joint model sees sum to 1, and the
+    expected correlation of an average of k of the data's LLMs × q prompts with true quality
+    grows with k and q, towards the all-sources ensemble's."""
+    from misalign.inference.dstudy_joint import floor_split, joint_correlations
+
+    _, res = fitted
+    split = floor_split(res)
+    assert set(split["part"]) == {"experts' own error", "shared by all LLMs", "lineage"}
+    assert split["share_mean"].sum() == pytest.approx(1.0)
+    corr = joint_correlations(res)
+    assert len(corr) == 7 * 4 * 3
+    for _, g in corr.groupby("task"):
+        g = g.set_index(["llms", "prompts"])["quality_mean"]
+        assert g.loc[(4, 3)] > g.loc[(1, 1)] and g.loc[(2, 3)] > g.loc[(2, 1)]
+    every = res.ensembles["corr_quality"].sel(level="cell", ensemble="all sources").mean(
+        ("chain", "draw"))
+    last = corr[(corr["llms"] == 4) & (corr["prompts"] == 3)].set_index("task")["quality_mean"]
+    np.testing.assert_allclose(last.loc[every["task"].values].to_numpy(), every.values,
+                               rtol=1e-10)
