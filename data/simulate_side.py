@@ -23,9 +23,10 @@ def value_added(cfg: Any, block: dict, quality_variances: dict,
     return r * z_q + s * z_s + np.sqrt(1 - r**2 - s**2) * rng.standard_normal(len(z_q))
 
 
-def benchmarks(llm_effects: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A benchmark score per LLM in [0.4, 0.95]: lower for LLMs whose bias is larger, plus
-    noise (rounded to 3 decimals, as leaderboards print them)."""
+def benchmarks(llm_effects: np.ndarray, signal: float, rng: np.random.Generator) -> np.ndarray:
+    """A benchmark score per LLM in [0.4, 0.95]: ``signal`` × |the LLM's bias| lower, plus
+    noise (rounded to 3 decimals, as leaderboards print them); ``signal`` 0: unrelated to
+    alignment."""
     bench = np.clip(0.78 + 0.06 * rng.standard_normal(len(llm_effects))
-                    - 0.3 * np.abs(llm_effects), 0.4, 0.95)
+                    - signal * np.abs(llm_effects), 0.4, 0.95)
     return np.round(bench, 3)

@@ -56,7 +56,7 @@ def main_options(
     """Bayesian measurement of LLM misalignment with expert judgement."""
 
 
-Preset = choices("Preset", "small", "reference")
+Preset = choices("Preset", "small", "reference", "paper")
 ErrorScale = choices("ErrorScale", "expert-sd", "raw")
 Policy = choices("Policy", "error", "drop")
 Format = choices("Format", "parquet", "csv")

@@ -111,3 +111,23 @@ def test_value_added_correlations_equal_the_datas_own():
         # than the experts' do.
         assert np.mean(tt["sources"]) > tt["expert"]
     assert worst < 0.08, worst
+
+
+def test_the_paper_preset_has_the_reference_studys_findings():
+    """``--preset paper``'s truth (no fit): LLMs agree with each other more than with an
+    expert; their teacher scores align with value-added below the experts' and below 0 (what
+    they all share goes against learning) and their misalignment negatively; ensembles are no
+    better than the median single source; every loading is below 1; benchmarks are drawn
+    without regard to the LLMs' biases."""
+    study = simulate("paper")
+    t = study.truth["measurement"]
+    assert study.config.benchmark_signal == 0.0
+    for task in t["tasks"]:
+        cell = t["levels"]["cell"][task]
+        assert cell["mean_inter"] > cell["mean_expert"]
+        va = t["value_added"][task]
+        median = float(np.median(va["sources"]))
+        assert median < 0 < va["expert"] < va["quality"]
+        assert max(va["misalignment"]) < 0
+        assert all(e["va"] <= median + 0.005 for e in t["ensembles"][task].values()), task
+        assert max(t["net"][task]["loading"]) < 1
