@@ -36,7 +36,7 @@ def ensemble_weights(source_llm: list[str], source_prompt: list[str],
         w = np.array([per_llm[m] / n_prompts[m] for m in llm])
         if w.sum() > 0:
             rows["benchmark-weighted"] = w / w.sum()
-        best = max(per_llm, key=per_llm.get)
+        best = max(sorted(per_llm), key=per_llm.get)  # a tie goes to the first by name
         mask = llm == best
         rows[f"best on benchmark ({best})"] = mask / mask.sum()
     return pd.DataFrame(rows).T.set_axis(range(S), axis=1)

@@ -123,3 +123,19 @@ def test_measure_refuses_a_bad_side_table_before_fitting(small_study, tmp_path):
     name = llms["rater"].iat[1]
     assert f"row 2 (line 3), column 'benchmark': benchmark missing for LLM '{name}'" in out.stderr
     assert not (tmp_path / "m.nc").exists()
+
+
+def test_ensemble_weights_and_a_benchmark_tie():
+    """Rows sum to 1; the best-on-benchmark LLM does not depend on the sources' order when two
+    LLMs tie (clipped benchmarks tie)."""
+    from misalign.data.ensembles import ensemble_weights
+
+    llm = ["b", "b", "a", "a", "c", "c"]
+    prompt = ["x", "y", "x", "y", "x", "y"]
+    bench = {"a": 0.95, "b": 0.95, "c": 0.7}
+    w = ensemble_weights(llm, prompt, bench)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    assert "best on benchmark (a)" in w.index
+    assert "best on benchmark (a)" in ensemble_weights(llm[::-1], prompt[::-1], bench).index
+    assert set(w.index) == {"all sources", "all LLMs × x", "all LLMs × y", "benchmark-weighted",
+                            "best on benchmark (a)"}
