@@ -69,12 +69,13 @@ def measurement_default_priors() -> dict[str, Prior]:
     # Value-added (E3), standardised over the teachers that have it; per task, so each task's
     # posterior is what a fit of that task alone gives (MEASUREMENT.md).
     p["va_intercept"] = Prior("Normal", mu=0.0, sigma=1.0)
-    # Per unit of the teacher's latents on the expert-SD scale, where a teacher's shared
-    # deviation has an SD of ≈ 0.1–0.3: a correlation of −0.6 with it needs β_s ≈ −2 to −6, so
-    # N(0, 1) shrank it towards 0 (paper preset, seed 7: recovered near 0); per-SD
-    # coefficients (β = b / σ) did not finish sampling in 15 minutes.
-    p["beta_quality"] = Prior("Normal", mu=0.0, sigma=2.0)
-    p["beta_shared"] = Prior("Normal", mu=0.0, sigma=4.0)
+    # Per unit of the teacher's latents on the expert-SD scale. A teacher's shared deviation
+    # has an SD of ≈ 0.1–0.3 there, so a correlation of −0.6 with it needs β_s ≈ −2 to −6 and
+    # N(0, 1) shrinks it (paper preset: E3 59–71% inside). N(0, 2) / N(0, 4) fixed that
+    # (92–97%) but gave a divergence on the small preset (seed 1003), and per-SD coefficients
+    # (β = b / σ) did not finish sampling in 15 minutes: docs/measurement.md, paper preset.
+    p["beta_quality"] = Prior("Normal", mu=0.0, sigma=1.0)
+    p["beta_shared"] = Prior("Normal", mu=0.0, sigma=1.0)
     p["sigma_va"] = Prior("HalfNormal", sigma=1.0)
     p["sigma_llm_cell"] = Prior("HalfNormal", sigma=0.3)
     p["sigma_lineage"] = Prior("HalfNormal", sigma=0.3)
