@@ -46,6 +46,19 @@ def _parts(post: xr.Dataset) -> dict[str, xr.DataArray]:
     return out
 
 
+def level_variances(p: dict[str, xr.DataArray], d: dict[str, xr.DataArray], level: str
+                    ) -> tuple[xr.DataArray, ...]:
+    """At ``level`` of the design (divisors ``d``): the quality and shared-deviation
+    variances a mean over the level's cells carries, the level's own true quality, and a
+    mean of single expert ratings' variance."""
+    vq, vs = (p[f"{part}_teacher"] + p[f"{part}_lesson"] / d["lesson"]
+              + p[f"{part}_cell"] / d["cell"] for part in ("quality", "shared"))
+    true_q = {"cell": p["quality_teacher"] + p["quality_lesson"] + p["quality_cell"],
+              "lesson": p["quality_teacher"] + p["quality_lesson"],
+              "teacher": p["quality_teacher"]}[level]
+    return vq, vs, true_q, vq + (p["severity"] + p["expert"]) / d["expert"]
+
+
 def rater_variance(post: xr.Dataset) -> xr.DataArray:
     """The variance of these raters' severities (finite population: the experts whose single
     ratings the correlations are with)."""
@@ -76,14 +89,9 @@ def agreement(post: xr.Dataset, design: pd.DataFrame, source_llm: np.ndarray,
     out = []
     for level in LEVELS:
         d = _divisors(design, level)
-        vq, vs = (p[f"{part}_teacher"] + p[f"{part}_lesson"] / d["lesson"]
-                  + p[f"{part}_cell"] / d["cell"] for part in ("quality", "shared"))
-        true_q = {"cell": p["quality_teacher"] + p["quality_lesson"] + p["quality_cell"],
-                  "lesson": p["quality_teacher"] + p["quality_lesson"],
-                  "teacher": p["quality_teacher"]}[level]
+        vq, vs, true_q, var_e = level_variances(p, d, level)
         var_s = lam**2 * vq + vs + (own + lineage) / d["cell"] + p["noise"] / d["llm"]
         var_bis = var_s.rename(source="source_bis")
-        var_e = vq + (p["severity"] + p["expert"]) / d["expert"]
         corr = (lam * lam_bis * vq + vs + below / d["cell"]) / np.sqrt(
             var_s * var_bis)
         with_expert = lam * vq / np.sqrt(var_s * var_e)

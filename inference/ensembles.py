@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .agreement import LEVELS, _divisors, _parts, _sub
+from .agreement import LEVELS, _divisors, _parts, _sub, level_variances
 
 
 def _grouped(w: xr.DataArray, codes: np.ndarray) -> xr.DataArray:
@@ -39,14 +39,9 @@ def ensembles(post: xr.Dataset, design: pd.DataFrame, weights: pd.DataFrame,
     out, at = [], {}
     for level in LEVELS:
         d = _divisors(design, level)
-        vq, vs = (p[f"{part}_teacher"] + p[f"{part}_lesson"] / d["lesson"]
-                  + p[f"{part}_cell"] / d["cell"] for part in ("quality", "shared"))
-        true_q = {"cell": p["quality_teacher"] + p["quality_lesson"] + p["quality_cell"],
-                  "lesson": p["quality_teacher"] + p["quality_lesson"],
-                  "teacher": p["quality_teacher"]}[level]
+        vq, vs, true_q, var_e = level_variances(p, d, level)
         var = (lam_w**2 * vq + ones**2 * vs + (own + lineage) / d["cell"]
                + (w**2 * p["noise"]).sum("source") / d["llm"])
-        var_e = vq + (p["severity"] + p["expert"]) / d["expert"]
         at[level] = (var, var_e, vq)
         out.append(xr.Dataset({"corr_expert": lam_w * vq / np.sqrt(var * var_e),
                                "corr_quality": lam_w * np.sqrt(true_q / var)}

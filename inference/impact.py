@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .agreement import _divisors, _parts, _sub
+from .agreement import _divisors, _parts, _sub, level_variances
 
 
 def value_added(post: xr.Dataset, design: pd.DataFrame) -> xr.Dataset | None:
@@ -30,12 +30,10 @@ def value_added(post: xr.Dataset, design: pd.DataFrame) -> xr.Dataset | None:
     p = _parts(post)
     d = _divisors(design, "teacher")
     vq_t, vs_t = p["quality_teacher"], p["shared_teacher"]
-    vq, vs = (p[f"{part}_teacher"] + p[f"{part}_lesson"] / d["lesson"]
-              + p[f"{part}_cell"] / d["cell"] for part in ("quality", "shared"))
+    vq, vs, _, var_e = level_variances(p, d, "teacher")
     lam = p["lam"]
     below = (_sub(post, "llm_cell") + _sub(post, "lineage")) / d["cell"]
     var_s = lam**2 * vq + vs + below + p["noise"] / d["llm"]
-    var_e = vq + (p["severity"] + p["expert"]) / d["expert"]
     bq, bs = post["beta_quality"], post["beta_shared"]
     var_v = bq**2 * vq_t + bs**2 * vs_t + post["sigma_va"] ** 2
     corr_source = (lam * bq * vq_t + bs * vs_t) / np.sqrt(var_s * var_v)
