@@ -22,13 +22,13 @@ LEVELS = ("cell", "lesson", "teacher")
 SHARED_TERMS = ("unit:task", "unit", "transcript", "teacher")
 
 
-def fit(study, seed: int = 1) -> MeasurementResults:
+def fit(study, seed: int = 1, draws: int = 1500, tune: int = 1000) -> MeasurementResults:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         data = build_measurement(study.table(), study.teachers, study.llms)
         # 1,500 draws: the gate checks ≈ 2,000 quantities, and the teacher-level ones (40
         # teachers) mix slowest (bulk ESS ≈ 330 per 1,000 draws at one seed).
-        return MeasurementResults.fit(data, draws=1500, tune=1000, chains=4, seed=seed,
+        return MeasurementResults.fit(data, draws=draws, tune=tune, chains=4, seed=seed,
                                       progressbar=False)
 
 
@@ -371,7 +371,11 @@ def test_calibration_across_seeds():
     shares, e3, e4 = [], [], []
     for seed in range(1001, 1007):
         study = simulate(replace(PRESETS["small"], seed=seed))
-        res = fit(study, seed=seed)
+        # 2,000 + 1,500: with value-added and ensembles in the gate, seed 1003's R-hat of
+        # REMED's net shared deviation came out 1.010 in one run of 1,500 + 1,000 (another
+        # run of the same code passed: sampling is not bit-for-bit repeatable across
+        # processes, see the session notes).
+        res = fit(study, seed=seed, draws=2000, tune=1500)
         assert res.gate.passed, (seed, res.gate.message())
         rows = [r for r in coverage(res, study.truth) if r["kind"] != "net share (all tasks)"]
         shares.append(np.mean([r["inside"] for r in rows]))
