@@ -135,6 +135,21 @@ def _check_columns(df: pd.DataFrame, file: str, known: tuple[str, ...], required
     return problems
 
 
+def open_table(path: str | Path, known: tuple[str, ...], required: tuple[str, ...]
+               ) -> tuple[pd.DataFrame, str, bool]:
+    """A small side table (tasks, teachers, LLMs): (the table, its file name, whether it is
+    text), or a ``ValidationError`` for a missing file or missing/misspelt columns."""
+    path = Path(path)
+    file = str(path)
+    if not path.exists():
+        raise ValidationError([Problem(file, "file not found")])
+    df, text = _read_table(path)
+    problems = _check_columns(df, file, known, required, text)
+    if problems:
+        raise ValidationError(problems)
+    return df, file, text
+
+
 def read_tasks(path: str | Path | None, used_tasks: list[str] | None = None) -> pd.DataFrame:
     """The task table; without a file, the reference study's seven tasks."""
     if path is None:
@@ -142,14 +157,8 @@ def read_tasks(path: str | Path | None, used_tasks: list[str] | None = None) -> 
                 if used_tasks is None or t in used_tasks]
         return pd.DataFrame(rows, columns=list(TASK_COLUMNS)).astype(
             {"scale_min": float, "scale_max": float})
-    path = Path(path)
-    file = str(path)
-    if not path.exists():
-        raise ValidationError([Problem(file, "file not found")])
-    df, text = _read_table(path)
-    problems = _check_columns(df, file, TASK_COLUMNS, TASK_COLUMNS, text)
-    if problems:
-        raise ValidationError(problems)
+    df, file, text = open_table(path, TASK_COLUMNS, TASK_COLUMNS)
+    problems: list[Problem] = []
     out = df[list(TASK_COLUMNS)].copy()
     out["task"] = clean_text(out["task"]).astype(str)
     for col in ("scale_min", "scale_max"):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import _check_columns, _locate, _read_table
+from .io import _locate, open_table
 from .schema import Problem, ValidationError
 
 TEACHER_COLUMNS = ("teacher_id", "value_added", "va_se")
@@ -81,14 +81,7 @@ def _few(names: list[str], n: int = 5) -> str:
 
 def _open(path: str | Path, columns: tuple[str, ...], required: tuple[str, ...]
           ) -> tuple[pd.DataFrame, str, bool]:
-    path = Path(path)
-    file = str(path)
-    if not path.exists():
-        raise ValidationError([Problem(file, "file not found")])
-    df, text = _read_table(path)
-    problems = _check_columns(df, file, columns, required, text)
-    if problems:
-        raise ValidationError(problems)
+    df, file, text = open_table(path, columns, required)
     out = pd.DataFrame({c: df[c].astype(str).str.strip() if c in df else ""
                         for c in columns})
     return out, file, text

@@ -86,8 +86,9 @@ def test_expected_expert_score_by_monte_carlo():
 
 def test_value_added_correlations_equal_the_datas_own():
     """E3's truth (teacher-level correlations with value-added, and of each source's
-    misalignment), against pandas on 1,500 simulated teachers whose value-added also loads on
-    the shared LLM deviation: equal within sampling error (SD ≈ 0.025)."""
+    misalignment) and E4's (the all-sources ensemble), against pandas on 1,500 simulated
+    teachers whose value-added also loads on the shared LLM deviation: equal within sampling
+    error (SD ≈ 0.025)."""
     study = simulate(replace(PRESETS["small"], n_teachers=N_TEACHERS, population_factor=10,
                              va_shared=0.5))
     wide, first = _wide(study)
@@ -107,6 +108,11 @@ def test_value_added_correlations_equal_the_datas_own():
         for i, s in enumerate(t["sources"]):
             worst = max(worst, abs(by_teacher[s].corr(v) - tt["sources"][i]),
                         abs((by_teacher[s] - e_t).corr(v) - tt["misalignment"][i]))
+        # E4's "all sources" ensemble: the mean of the sources' single ratings of a cell,
+        # against a single expert (cell) and value-added (teacher), by pandas.
+        ens, te = t["ensembles"][task]["all sources"], teacher.reindex(w.index).to_numpy()
+        worst = max(worst, abs(w.mean(axis=1).corr(e) - ens["cell"]["expert"]),
+                    abs(w.mean(axis=1).groupby(te).mean().corr(v) - ens["va"]))
         # Value-added loads on the shared deviation: the LLMs' teacher scores track it more
         # than the experts' do.
         assert np.mean(tt["sources"]) > tt["expert"]
