@@ -15,6 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from .agreement import LEVELS, _divisors, _parts, _sub, level_variances
+from .impact import va_moments
 
 
 def _grouped(w: xr.DataArray, codes: np.ndarray) -> xr.DataArray:
@@ -47,13 +48,11 @@ def ensembles(post: xr.Dataset, design: pd.DataFrame, weights: pd.DataFrame,
                                "corr_quality": lam_w * np.sqrt(true_q / var)}
                               ).expand_dims(level=[level]))
     res = xr.concat(out, dim="level")
-    if "beta_quality" in post:  # value-added, at teacher level
+    if "va_sd" in post:  # value-added, at teacher level
         var, var_e, vq = at["teacher"]
-        bq, bs = post["beta_quality"], post["beta_shared"]
-        vq_t, vs_t = p["quality_teacher"], p["shared_teacher"]
-        var_v = bq**2 * vq_t + bs**2 * vs_t + post["sigma_va"] ** 2
-        cov = lam_w * bq * vq_t + ones * bs * vs_t
+        cq, cs, var_v = va_moments(post, p)
+        cov = lam_w * cq + ones * cs
         var_mis = var + var_e - 2.0 * lam_w * vq
         res["corr_va"] = cov / np.sqrt(var * var_v)
-        res["corr_va_misalignment"] = (cov - bq * vq_t) / np.sqrt(var_mis * var_v)
+        res["corr_va_misalignment"] = (cov - cq) / np.sqrt(var_mis * var_v)
     return res

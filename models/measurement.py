@@ -7,7 +7,8 @@ noise. Intercepts, log loadings and log noise SDs of the sources are hierarchica
 prompt (zero-sum effects around a per-task mean, one scale per effect shared by the tasks); the
 severities ρ are explicit and zero-sum (a random rater effect would cross the tree and break the
 exact recursion); node latents are integrated out (``measurement_likelihood.py``). Tasks stack
-in one graph with their own parameters. Value-added is not part of this model yet (E3).
+in one graph with their own parameters. Value-added (E3), when given, loads on the teacher's
+quality and shared deviation.
 
 The experts' severity and noise come from double-rated cells when the data have them, or from a
 G-study of the same instrument (``experts_prior``): its rater variance and its residual (which
@@ -44,7 +45,7 @@ SOURCE_TERMS = {term: ("llm", "prompt", "llm_prompt")
                 for term in ("mu", "lambda", "log_noise")}
 
 
-VA_PRIORS = ("va_intercept", "beta_quality", "beta_shared", "sigma_va")
+VA_PRIORS = ("va_intercept", "va_sd", "va_rho_shared", "va_rho_quality_room")
 
 
 def measurement_default_priors() -> dict[str, Prior]:
@@ -69,14 +70,18 @@ def measurement_default_priors() -> dict[str, Prior]:
     # Value-added (E3), standardised over the teachers that have it; per task, so each task's
     # posterior is what a fit of that task alone gives (MEASUREMENT.md).
     p["va_intercept"] = Prior("Normal", mu=0.0, sigma=1.0)
-    # Per unit of the teacher's latents on the expert-SD scale. A teacher's shared deviation
-    # has an SD of ≈ 0.1–0.3 there, so a correlation of −0.6 with it needs β_s ≈ −2 to −6 and
-    # N(0, 1) shrinks it (paper preset: E3 59–71% inside). N(0, 2) / N(0, 4) fixed that
-    # (92–97%) but gave a divergence on the small preset (seed 1003), and per-SD coefficients
-    # (β = b / σ) did not finish sampling in 15 minutes: docs/measurement.md, paper preset.
-    p["beta_quality"] = Prior("Normal", mu=0.0, sigma=1.0)
-    p["beta_shared"] = Prior("Normal", mu=0.0, sigma=1.0)
-    p["sigma_va"] = Prior("HalfNormal", sigma=1.0)
+    # V = ν₀ + SD_V (ρ_q z_q + ρ_s z_s + √(1 − ρ_q² − ρ_s²) ε), z the teacher's quality and
+    # shared deviation in SD units: the correlations are the parameters. ρ_s is uniform on
+    # (−1, 1) and ρ_q uniform on the chord that leaves (ρ_q = room · √(1 − ρ_s²)): the shared
+    # deviation is the weaker-measured latent (a teacher's SD 0.1–0.3 on this scale), so its
+    # correlation gets the flat prior; with ρ_q first, ρ_s's marginal prior leans to 0 (density
+    # at |ρ_s| = 0.6 is 0.59 of that at 0) and the paper preset's misalignment correlations
+    # (truth ≈ −0.35) fell short of their intervals in one task per seed. Coefficients per unit
+    # of the latent (β ~ N(0, 1)) shrank ρ_s = −0.6 to 0 (it needs β_s ≈ −2…−6), and wide β's
+    # gave a funnel where that SD goes to 0 (docs/measurement.md, the paper-shaped preset).
+    p["va_sd"] = Prior("HalfNormal", sigma=1.0)
+    p["va_rho_shared"] = Prior("Uniform", lower=-1.0, upper=1.0)
+    p["va_rho_quality_room"] = Prior("Uniform", lower=-1.0, upper=1.0)
     p["sigma_llm_cell"] = Prior("HalfNormal", sigma=0.3)
     p["sigma_lineage"] = Prior("HalfNormal", sigma=0.3)
     for term, effects in SOURCE_TERMS.items():
@@ -265,8 +270,10 @@ class MeasurementModel(BayesianModel):
             return None
         va, observed, known = d.value_added_nodes()
         t = d.teacher_task
-        nu0, bq, bs, s_va = (self._per_task(n) for n in VA_PRIORS)
-        return va, observed, (nu0[t], bq[t], bs[t], (s_va**2)[t] + known)
+        nu0, sd, rho_s, room = (self._per_task(n) for n in VA_PRIORS)
+        rho_q = pm.Deterministic("va_rho_quality", room * pt.sqrt(1.0 - rho_s**2), dims="task")
+        resid = sd**2 * (1.0 - rho_s**2) * (1.0 - room**2)  # = SD_V² (1 − ρ_q² − ρ_s²)
+        return va, observed, (nu0[t], (sd * rho_q)[t], (sd * rho_s)[t], resid[t] + known)
 
     def build_model(self) -> pm.Model:
         d = self.data

@@ -96,7 +96,9 @@ def measurement_logp(stats: MeasurementStats, a1, a2, m, v, omega: dict, va_para
 
     ``a1``, ``a2``, ``m``, ``v``: per column (loadings, offset, noise variance); ``omega``:
     ``{"cell"|"lesson"|"teacher": (ω₁, ω₂)}``, each a scalar or one value per node of that
-    level; ``va_params``: per teacher ``(nu0, b_q, b_s, sV2)`` (scalars or arrays), or None.
+    level; ``va_params``: per teacher ``(nu0, c_q, c_s, sV2)`` (scalars or arrays), or None:
+    value-added = ν₀ + c_q z_q + c_s z_s + e, Var e = sV2, with z the teacher's quality and
+    shared deviation in SD units (so c = β σ for a coefficient β per unit of the latent).
     """
     w = 1.0 / v
     col = stats.pair_column
@@ -130,16 +132,22 @@ def tree_logp(msg: tuple, cell_lesson: np.ndarray, lesson_teacher: np.ndarray, n
         ll = ll + xp.sum(delta)
         msg = tuple(segsum(x, parent, size) for x in msg)
     J11, J12, J22, h1, h2 = msg
+    w1, w2 = omega["teacher"]
     if va is not None and va[2] is not None:
-        values, o, (nu0, bq, bs, sv2) = va
+        # In SD units of the teacher's latents (the density is the same): value-added's
+        # coefficients there are bounded by its own SD, so no term grows as a σ goes to 0.
+        values, o, (nu0, cq, cs, sv2) = va
+        s1, s2 = xp.sqrt(w1), xp.sqrt(w2)
+        J11, J12, J22, h1, h2 = w1 * J11, s1 * s2 * J12, w2 * J22, s1 * h1, s2 * h2
+        w1 = w2 = 1.0
         r = (values - nu0) * o
-        J11 = J11 + o * bq * bq / sv2
-        J12 = J12 + o * bq * bs / sv2
-        J22 = J22 + o * bs * bs / sv2
-        h1 = h1 + r * bq / sv2
-        h2 = h2 + r * bs / sv2
+        J11 = J11 + o * cq * cq / sv2
+        J12 = J12 + o * cq * cs / sv2
+        J22 = J22 + o * cs * cs / sv2
+        h1 = h1 + r * cq / sv2
+        h2 = h2 + r * cs / sv2
         ll = ll - 0.5 * xp.sum(o * (LOG_2PI + xp.log(sv2) + r * r / sv2))
-    _, delta = integrate_node(J11, J12, J22, h1, h2, *omega["teacher"], xp=xp)
+    _, delta = integrate_node(J11, J12, J22, h1, h2, w1, w2, xp=xp)
     return ll + xp.sum(delta)
 
 
@@ -308,7 +316,9 @@ def dense_measurement_logp(y, cell, column, cell_lesson, lesson_teacher, a1, a2,
     noise = list(np.asarray(v)[column])
     obs = list(y)
     if va is not None and va_params is not None:
-        nu0, bq, bs, sv2 = (np.broadcast_to(np.asarray(p, float), (T,)) for p in va_params)
+        nu0, cq, cs, sv2 = (np.broadcast_to(np.asarray(p, float), (T,)) for p in va_params)
+        sd = [np.broadcast_to(np.sqrt(np.asarray(x, float)), (T,)) for x in omega["teacher"]]
+        bq, bs = cq / sd[0], cs / sd[1]  # per unit of the latent, as the dense form has it
         for t in range(T):
             if np.isfinite(va[t]):
                 a = np.zeros(2 * (T + Lz + C))

@@ -140,14 +140,14 @@ def test_the_model_graph_with_value_added_equals_the_reference(small_study):
     teachers.loc[teachers["value_added"].isna(), "va_se"] = np.nan
     d = build_measurement(replace(table, ratings=r[keep].reset_index(drop=True)), teachers)
     model = MeasurementModel(d)
-    assert model.sub_levels == [] and "beta_shared" in model.priors
+    assert model.sub_levels == [] and "va_rho_quality_room" in model.priors
     pm_model = model.build_model()
     rng = np.random.default_rng(5)
     ip = pm_model.initial_point()
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in ip.items()}
     names = ["marginal_loglik", "lambda_source", "mu_source", "noise_sd_source", "mu_expert",
-             "sigma_expert", "rater_effect", "va_intercept", "beta_quality", "beta_shared",
-             "sigma_va"] + [f"sigma_{p}_{lv}" for p in ("quality", "shared")
+             "sigma_expert", "rater_effect", "va_intercept", "va_sd", "va_rho_quality",
+             "va_rho_shared"] + [f"sigma_{p}_{lv}" for p in ("quality", "shared")
                             for lv in ("cell", "lesson", "teacher")]
     fn = pm_model.compile_fn([pm_model[n] for n in names], inputs=pm_model.value_vars,
                              on_unused_input="ignore",
@@ -176,8 +176,9 @@ def test_the_model_graph_with_value_added_equals_the_reference(small_study):
                    for n in d.teacher_names])
     known = np.array([(se.get(n, 0.0) / scale) ** 2 for n in d.teacher_names])
     t = d.teacher_task
-    vp = (got["va_intercept"][t], got["beta_quality"][t], got["beta_shared"][t],
-          got["sigma_va"][t] ** 2 + known)
+    sd, rq, rs = got["va_sd"][t], got["va_rho_quality"][t], got["va_rho_shared"][t]
+    assert (rq**2 + rs**2 < 1).all()
+    vp = (got["va_intercept"][t], sd * rq, sd * rs, sd**2 * (1 - rq**2 - rs**2) + known)
     stats = MeasurementStats.from_arrays(d.y, d.cell, d.column, d.n_columns, d.cell_lesson,
                                          d.lesson_teacher, va)
     assert np.isnan(va).any() and (known > 0).any()
