@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
+from .ensembles import majority
+
 LEVELS = ("cell", "lesson", "teacher")
 _GRID = np.linspace(-9.0, 9.0, 3601)
 
@@ -79,9 +81,11 @@ class AgreementAccumulator:
             self.tau_grid.append(g)
             self.tau_lesson.append(_smoothed(g, q["unit"] + q["unit:task"]))
             self.tau_teacher.append(_smoothed(g, q["transcript"] + q["unit"] + q["unit:task"]))
-        self.n = {lv: np.zeros(K) for lv in LEVELS}
-        self.s: dict[str, list] = {lv: [0.0] * K for lv in LEVELS}
-        self.ss: dict[str, list] = {lv: [0.0] * K for lv in LEVELS}
+        self.continuous = continuous
+        keys = [*LEVELS, *(f"vote:{lv}" for lv in LEVELS)]  # vote: E4's majority vote
+        self.n = {lv: np.zeros(K) for lv in keys}
+        self.s: dict[str, list] = {lv: [0.0] * K for lv in keys}
+        self.ss: dict[str, list] = {lv: [0.0] * K for lv in keys}
         self.ref = np.zeros((K, 3))  # n, Σ d, Σ d² of reference − τ
 
     def _acc(self, level: str, k: int, x: np.ndarray) -> None:
@@ -104,13 +108,21 @@ class AgreementAccumulator:
             e = b["e1"][:, k] / sd
             self._acc("cell", k, np.column_stack([y[:, :, 0], e, tau / sd]))
             ymean = y.mean(axis=2)
+            if not self.continuous:
+                lo, hi = self.tasks[list(self.tasks)[k]][:2]
+                vote = majority(llm[:, k, :, :, 0].reshape(U, L * P), np.arange(lo, hi + 1)) / sd
+                self._acc("vote:cell", k, np.column_stack([vote, e, tau / sd]))
             for level, size, lat, fn in (("lesson", nu, lesson_lat, self.tau_lesson[k]),
                                          ("teacher", nu * ng, b["teacher_q"],
                                           self.tau_teacher[k])):
                 ym = ymean.reshape(-1, size, L * P).mean(axis=1)
                 em = e.reshape(-1, size).mean(axis=1)
-                cols = [ym, em, np.interp(lat, _GRID, fn) / sd]
-                self._acc(level, k, np.column_stack(cols + [value_added] * (level == "teacher")))
+                true = np.interp(lat, _GRID, fn) / sd
+                va = [value_added] * (level == "teacher")
+                self._acc(level, k, np.column_stack([ym, em, true, *va]))
+                if not self.continuous:
+                    vm = vote.reshape(-1, size).mean(axis=1)
+                    self._acc(f"vote:{level}", k, np.column_stack([vm, em, true, *va]))
             ref = np.where(b["second"], (b["e1"][:, k] + b["e2"][:, k]) / 2, b["e1"][:, k])
             d = (ref - tau) / sd
             self.ref[k] += (len(d), d.sum(), d @ d)
@@ -152,12 +164,41 @@ class AgreementAccumulator:
             out[name] = row
         return out
 
+    def _majority(self, k: int) -> dict:
+        """E4's majority vote (``ensembles.majority`` of every source's rounded rating of a
+        cell): with a single expert and true quality at every level, with value-added and its
+        misalignment at teacher level; empty on continuous scores (no vote)."""
+        if self.continuous:
+            return {}
+        out: dict = {}
+        for level in LEVELS:
+            c = self._cov(f"vote:{level}", k)
+            r = c / np.sqrt(np.outer(np.diag(c), np.diag(c)))
+            out[level] = {"expert": float(r[0, 1]), "quality": float(r[0, 2])}
+        out["va"] = float(r[0, 3])
+        out["va_misalignment"] = float((c[0, 3] - c[1, 3]) / np.sqrt(
+            (c[0, 0] + c[1, 1] - 2 * c[0, 1]) * c[3, 3]))
+        return out
+
+    def _designs(self, k: int, S: int, designs: dict) -> dict:
+        """E5's expected correlations: per design "k×q", the mean over its subsets of the
+        average's cell-level correlation with true quality and teacher-level with value-added."""
+        out = {}
+        for (n_llms, n_prompts), rows in designs.items():
+            each = self._ensembles(k, S, {str(i): w for i, w in enumerate(rows)}).values()
+            out[f"{n_llms}x{n_prompts}"] = {
+                "quality": float(np.mean([r["cell"]["quality"] for r in each])),
+                "va": float(np.mean([r["va"] for r in each]))}
+        return out
+
     def result(self, source_names: list[str], source_llm: np.ndarray,
-               source_family: np.ndarray, ensembles: dict[str, np.ndarray] | None = None
-               ) -> dict:
+               source_family: np.ndarray, ensembles: dict[str, np.ndarray] | None = None,
+               designs: dict[tuple[int, int], np.ndarray] | None = None) -> dict:
         """Per task: the correlation matrix of the sources, each source's correlation with a
         single expert and with true quality, the noise ceiling, the mean inter-source and
-        source–expert correlations, at every level; and the net-E1 variances."""
+        source–expert correlations, at every level; the net-E1 variances; E3; E4 for the
+        ``ensembles`` (name → weights over the sources); E5's expected correlations for the
+        ``designs`` ((k, q) → one row of weights per subset)."""
         S = len(source_names)
         out: dict = {"sources": list(source_names), "tasks": list(self.tasks), "levels": {},
                      "net": {}}
@@ -178,6 +219,9 @@ class AgreementAccumulator:
         out["value_added"] = {task: self._value_added(k, S) for k, task in enumerate(self.tasks)}
         out["ensembles"] = {task: self._ensembles(k, S, ensembles or {})
                             for k, task in enumerate(self.tasks)}
+        out["design_correlations"] = {task: self._designs(k, S, designs or {})
+                                      for k, task in enumerate(self.tasks)}
+        out["majority_vote"] = {task: self._majority(k) for k, task in enumerate(self.tasks)}
         for k, task in enumerate(self.tasks):
             c = self._cov("cell", k)
             m = self.s["cell"][k] / self.n["cell"][k]

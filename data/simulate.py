@@ -23,7 +23,7 @@ from pandas.api.types import union_categoricals
 
 from .atomic import atomic_write, atomic_write_text
 from .categorical import clean_text
-from .ensembles import ensemble_weights
+from .ensembles import design_weights, ensemble_weights
 from .io import RatingsTable
 from .measurement import SOURCE_SEPARATOR
 from .measurement_truth import AgreementAccumulator
@@ -209,9 +209,30 @@ def scaled(cfg: SimulationConfig, scale: float) -> SimulationConfig:
                    population_factor=max(10, round(cfg.population_factor / max(scale, 1.0))))
 
 
+def _design_truth(cfg: SimulationConfig, fx: dict, expert_sd: np.ndarray, lessons: int,
+                  segments: int, names: list[str], ensembles: dict[str, np.ndarray]) -> dict:
+    """E2–E4's truth for teachers scored over ``lessons`` × ``segments``: a population of its
+    own drawn with the study's fixed effects and that design."""
+    d = replace(cfg, transcripts_per_teacher=lessons, units_per_transcript=segments)
+    L, P = len(cfg.llms), len(cfg.prompts)
+    agree = AgreementAccumulator({t: TASKS[t] for t in cfg.tasks}, QUALITY_VARIANCES,
+                                 _severity(cfg), cfg.expert_noise_sd, expert_sd, cfg.continuous)
+    rng = np.random.default_rng([cfg.seed, 3, lessons, segments])
+    n_pop = max(cfg.n_teachers * cfg.population_factor, 2000)
+    chunk = max(1, 20000 // (lessons * segments))
+    for done in range(0, n_pop, chunk):
+        pb = _block(d, fx, rng, min(chunk, n_pop - done))
+        agree.add(pb, segments, lessons, value_added(d, pb, QUALITY_VARIANCES, rng))
+    return agree.result(names, np.repeat(np.arange(L), P), np.repeat(fx["family_index"], P),
+                        ensembles)
+
+
 def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
-             compute_truth: bool = True, scale: float = 1.0) -> SimulatedStudy:
-    """Simulate a full study; ``truth`` holds the exact shares a correct fit should recover."""
+             compute_truth: bool = True, scale: float = 1.0,
+             truth_designs: tuple[tuple[int, int], ...] = ()) -> SimulatedStudy:
+    """Simulate a full study; ``truth`` holds the exact shares a correct fit should recover.
+    ``truth_designs``: (lessons, segments) per teacher at which E2–E4's truth is computed too
+    (``truth["measurement_at_design"]["NxM"]``)."""
     cfg = PRESETS[preset] if isinstance(preset, str) else preset
     if seed is not None:
         cfg = replace(cfg, seed=seed)
@@ -315,9 +336,15 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
         names = [(m, p) for m, _ in cfg.llms for p in cfg.prompts]
         bench = dict(zip(llms["rater"], llms["benchmark"], strict=True))
         weights = ensemble_weights([m for m, _ in names], [p for _, p in names], bench)
-        truth["measurement"] = agree.result(
-            [f"{m}{SOURCE_SEPARATOR}{p}" for m, p in names], np.repeat(np.arange(L), P),
-            np.repeat(fam_of, P), {n: w.to_numpy(float) for n, w in weights.iterrows()})
+        labels = [f"{m}{SOURCE_SEPARATOR}{p}" for m, p in names]
+        ens = {n: w.to_numpy(float) for n, w in weights.iterrows()}
+        designs = {kq: w.to_numpy(float) for kq, w in design_weights(
+            [m for m, _ in names], [p for _, p in names]).items()}
+        truth["measurement"] = agree.result(labels, np.repeat(np.arange(L), P),
+                                            np.repeat(fam_of, P), ens, designs)
+        truth["measurement_at_design"] = {
+            f"{n}x{m}": _design_truth(cfg, fx, expert_sd, n, m, labels, ens)
+            for n, m in truth_designs}
         truth["population_teachers"] = n_pop
         truth["definition"] = (
             "finite-population shares on the error scale after rounding (none when continuous): "

@@ -7,18 +7,16 @@ with value-added (finite population: the mean over subsets of the ensemble formu
 
 from __future__ import annotations
 
-from itertools import combinations, product
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import xarray as xr
+
+from misalign.data.ensembles import MAX_SUBSETS, design_weights
 
 from .ensembles import ensembles
 from .sections import Section, TableSpec
 from .summaries import interval_frame
-
-MAX_SUBSETS = 12  # subsets of LLMs × prompts averaged per design (evenly spread when more)
 
 
 def floor_split(meas: Any) -> pd.DataFrame:
@@ -36,39 +34,25 @@ def floor_split(meas: Any) -> pd.DataFrame:
     return frame
 
 
-def _subsets(llms: list[str], prompts: list[str], k: int, q: int) -> list[tuple]:
-    all_ = list(product(combinations(llms, k), combinations(prompts, q)))
-    if len(all_) <= MAX_SUBSETS:
-        return all_
-    pick = np.linspace(0, len(all_) - 1, MAX_SUBSETS).round().astype(int)
-    return [all_[i] for i in pick]
-
-
 def joint_correlations(meas: Any) -> pd.DataFrame:
     """Per task and design (k of the data's LLMs × q of its prompts): a cell's average
     rating's correlation with true quality, and (with value-added) the teacher score's with
     value-added, averaged over subsets per draw; posterior mean and 94% HDI."""
     model = meas.model
     c = model.coords
-    src_llm = np.array([c["llm"][i] for i in model.source_llm])
-    src_prompt = np.array([c["prompt"][i] for i in model.source_prompt])
+    designs = design_weights([c["llm"][i] for i in model.source_llm],
+                             [c["prompt"][i] for i in model.source_prompt])
     frames = []
-    for k in range(1, len(c["llm"]) + 1):
-        for q in range(1, len(c["prompt"]) + 1):
-            rows = []
-            for llms, prompts in _subsets(c["llm"], c["prompt"], k, q):
-                mask = np.isin(src_llm, llms) & np.isin(src_prompt, prompts)
-                rows.append(mask / mask.sum())
-            w = pd.DataFrame(rows, index=[f"s{i}" for i in range(len(rows))])
-            ens = ensembles(model.posterior, model.data.design(), w, model.source_llm,
-                            model.source_family).mean("ensemble")
-            parts = {"quality": ens["corr_quality"].sel(level="cell", drop=True)}
-            if "corr_va" in ens:
-                parts["va"] = ens["corr_va"]
-            t = interval_frame(parts)
-            t.insert(0, "prompts", q)
-            t.insert(0, "llms", k)
-            frames.append(t)
+    for (k, q), w in designs.items():
+        ens = ensembles(model.posterior, model.data.design(), w, model.source_llm,
+                        model.source_family).mean("ensemble")
+        parts = {"quality": ens["corr_quality"].sel(level="cell", drop=True)}
+        if "corr_va" in ens:
+            parts["va"] = ens["corr_va"]
+        t = interval_frame(parts)
+        t.insert(0, "prompts", q)
+        t.insert(0, "llms", k)
+        frames.append(t)
     return pd.concat(frames, ignore_index=True).sort_values(["task", "llms", "prompts"],
                                                            kind="stable").reset_index(drop=True)
 

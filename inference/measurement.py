@@ -22,12 +22,27 @@ from .agreement import NET_COMPONENTS, agreement, net_e1, upper_pairs
 from .analysis import AnalysisResults
 from .ensembles import ensembles
 from .impact import value_added
+from .majority import majority_vote
 from .measurement_sections import sections as measurement_sections
+from .measurement_tables import ensemble_frame, va_frame
 from .summaries import HDI_PROB, hdi, interval_frame
 
 COMPARISON = "e1_comparison"
 VALUE_ADDED = "value_added"  # E3, when the data have value-added
 ENSEMBLES = "ensembles"  # E4
+MAJORITY_GROUP = "majority_vote"  # E4's vote, by posterior predictive replication
+# E3 and E4 again for a stated design (n lessons × m segments per teacher), when asked for.
+DESIGN_GROUPS = {VALUE_ADDED: "value_added_at_design", ENSEMBLES: "ensembles_at_design",
+                 MAJORITY_GROUP: "majority_vote_at_design"}
+
+
+def stated_design(design: pd.DataFrame, lessons: int, segments: int) -> pd.DataFrame:
+    """The data's design per task with every teacher scored over ``lessons`` lessons of
+    ``segments`` segments each (the replicates and the experts per cell stay the data's)."""
+    if lessons < 1 or segments < 1:
+        raise ValueError(f"a design needs at least one lesson and one segment, not "
+                         f"{lessons} × {segments}")
+    return design.assign(n=float(lessons), m=float(segments))
 
 
 class MeasurementResults(AnalysisResults):
@@ -57,19 +72,56 @@ class MeasurementResults(AnalysisResults):
         va = value_added(model.posterior, model.data.design())
         if va is not None:
             out[VALUE_ADDED] = va
-        out[ENSEMBLES] = cls._ensembles(model, ag, va)
+        out[ENSEMBLES] = cls._ensembles(model, ag, va, model.data.design())
+        vote = cls._vote(model, va, model.data.design())
+        if vote is not None:
+            out[MAJORITY_GROUP] = vote
         return out
 
     @staticmethod
-    def _ensembles(model: MeasurementModel, ag: xr.Dataset, va: xr.Dataset | None
-                   ) -> xr.Dataset:
+    def _vote(model: MeasurementModel, va: xr.Dataset | None, design: pd.DataFrame
+              ) -> xr.Dataset | None:
+        vote = majority_vote(model, design)
+        if vote is not None and va is not None:
+            median = va["corr_va"].median("source").sel(draw=vote["draw"], task=vote["task"])
+            vote["median_source_va"] = median
+            vote["below_median_va"] = (vote["corr_va"] < median).astype(float)
+        return vote
+
+    def at_design(self, lessons: int, segments: int) -> None:
+        """E3 and E4 for teachers scored over ``lessons`` lessons × ``segments`` segments
+        (groups ``value_added_at_design``, ``ensembles_at_design``; kept when saved)."""
+        m = self.model
+        design = stated_design(m.data.design(), lessons, segments)
+        ag = agreement(m.posterior, design, m.source_llm, m.source_family)
+        va = value_added(m.posterior, design)
+        groups = {ENSEMBLES: self._ensembles(m, ag, va, design),
+                  MAJORITY_GROUP: self._vote(m, va, design)}
+        if va is not None:
+            groups[VALUE_ADDED] = va
+        groups = {k: v for k, v in groups.items() if v is not None}
+        for key, ds in groups.items():
+            ds.attrs.update(lessons=int(lessons), segments=int(segments))
+            self.derived[DESIGN_GROUPS[key]] = ds
+        for name in ("design_va_table", "design_ensemble_table"):
+            self.__dict__.pop(name, None)
+
+    @property
+    def stated(self) -> tuple[int, int] | None:
+        """(lessons, segments) of the stated design, when E3 and E4 were computed for one."""
+        ds = self.derived.get(DESIGN_GROUPS[ENSEMBLES])
+        return None if ds is None else (int(ds.attrs["lessons"]), int(ds.attrs["segments"]))
+
+    @staticmethod
+    def _ensembles(model: MeasurementModel, ag: xr.Dataset, va: xr.Dataset | None,
+                   design: pd.DataFrame) -> xr.Dataset:
         """E4 per draw, with the median single source beside the ensembles and, with
         value-added, whether each ensemble is less aligned with it than that median."""
         c = model.coords
         weights = ensemble_weights([c["llm"][i] for i in model.source_llm],
                                    [c["prompt"][i] for i in model.source_prompt],
                                    model.data.benchmark)
-        ens = ensembles(model.posterior, model.data.design(), weights, model.source_llm,
+        ens = ensembles(model.posterior, design, weights, model.source_llm,
                         model.source_family)
         ens["median_source_expert"] = ag["corr_expert"].median("source")
         ens["median_source_quality"] = ag["corr_quality"].median("source")
@@ -177,26 +229,12 @@ class MeasurementResults(AnalysisResults):
         """Per task and rater (true quality, the experts, each source, the sources' mean):
         the correlation of its teacher-level score with value-added and of its misalignment
         (minus the experts') with value-added, with P(< 0)."""
-        va = self.impact
-        if va is None:
-            return None
-        rows = {"true quality": (va["corr_va_quality"], None),
-                "experts": (va["corr_va_expert"], None),
-                "mean over sources": (va["mean_corr_va"], va["mean_corr_va_misalignment"])}
-        for s in va["source"].values:
-            rows[str(s)] = (va["corr_va"].sel(source=s, drop=True),
-                            va["corr_va_misalignment"].sel(source=s, drop=True))
-        frames = []
-        for rater, (corr, mis) in rows.items():
-            parts = {"corr": corr} | ({"misalignment": mis} if mis is not None else {})
-            t = interval_frame(parts)
-            t.insert(1, "rater", rater)
-            t["p_corr_below_0"] = (corr < 0).mean(SAMPLE_DIMS).values
-            t["p_misalignment_below_0"] = ((mis < 0).mean(SAMPLE_DIMS).values
-                                           if mis is not None else np.nan)
-            frames.append(t)
-        return pd.concat(frames, ignore_index=True).sort_values(
-            "task", kind="stable").reset_index(drop=True)
+        return va_frame(self.impact)
+
+    @cached_property
+    def design_va_table(self) -> pd.DataFrame | None:
+        """``va_table`` at the stated design (``at_design``), or None."""
+        return va_frame(self.derived.get(DESIGN_GROUPS[VALUE_ADDED]))
 
     @cached_property
     def ensemble_table(self) -> pd.DataFrame | None:
@@ -204,26 +242,14 @@ class MeasurementResults(AnalysisResults):
         rating with a single expert and with true quality, and with value-added its teacher
         score's and misalignment's, with P(less aligned with value-added than the median
         single source)."""
-        ens = self.ensembles
-        if ens is None:
-            return None
-        cell = ens.sel(level="cell")
-        parts = {"expert": cell["corr_expert"], "quality": cell["corr_quality"]}
-        median = {"expert": ens["median_source_expert"].sel(level="cell"),
-                  "quality": ens["median_source_quality"].sel(level="cell")}
-        if "corr_va" in ens:
-            parts |= {"va": ens["corr_va"], "va_misalignment": ens["corr_va_misalignment"]}
-            median["va"] = ens["median_source_va"]
-        t = interval_frame(parts)
-        if "below_median_va" in ens:
-            p = ens["below_median_va"].mean(SAMPLE_DIMS).to_dataframe("p_below_median_va")
-            t = t.merge(p.reset_index()[["ensemble", "task", "p_below_median_va"]],
-                        on=["ensemble", "task"], how="left")
-        m = interval_frame(median)
-        m.insert(0, "ensemble", "median single source")
-        return pd.concat([t, m], ignore_index=True).sort_values(
-            "task", kind="stable").reset_index(drop=True)
+        return ensemble_frame(self.ensembles, "cell", self.derived.get(MAJORITY_GROUP))
 
+    @cached_property
+    def design_ensemble_table(self) -> pd.DataFrame | None:
+        """``ensemble_table`` at the stated design, with a teacher score's correlations with a
+        mean of single expert ratings and with true quality (the cell's do not depend on it)."""
+        return ensemble_frame(self.derived.get(DESIGN_GROUPS[ENSEMBLES]), "teacher",
+                               self.derived.get(DESIGN_GROUPS[MAJORITY_GROUP]))
     @cached_property
     def matrix_table(self) -> pd.DataFrame:
         """Every pair of sources (long form), per task and level."""
@@ -288,10 +314,12 @@ class MeasurementResults(AnalysisResults):
     @classmethod
     def from_datatree(cls, tree: xr.DataTree, source: str = "the file") -> Self:
         res = super().from_datatree(tree, source)
-        for group in (COMPARISON, VALUE_ADDED, ENSEMBLES):
+        for group in (COMPARISON, VALUE_ADDED, ENSEMBLES, MAJORITY_GROUP,
+                      *DESIGN_GROUPS.values()):
             if group in tree.children:
                 res.derived[group] = tree[group].to_dataset()
         return res
+
 
 
 def experts_priors(gstudy: AnalysisResults, data: MeasurementData) -> tuple[dict, list[str]]:

@@ -126,26 +126,33 @@ def sections(res: Any) -> list[Section]:
         values={"mean": "mean", "lower": "lower", "upper": "upper"})
     detail = Section("measurement_detail", "Agreement in detail: every source and pair",
                      tables=[sources, pairs], summary=False)
-    return [main, *_value_added_section(res), *_ensemble_section(res), detail]
+    return [main, *_value_added_section(res), *_ensemble_section(res), *_design_section(res),
+            detail]
+
+
+def _ensemble_spec(table: pd.DataFrame, key: str, title: str, level: str) -> TableSpec:
+    where = "(cell)" if level == "cell" else "(teacher)"
+    intervals = {f"with an expert {where}": "expert", f"with true quality {where}": "quality"}
+    values = {}
+    if "va_mean" in table:
+        intervals |= {"with value-added (teacher)": "va",
+                      "misalignment with value-added": "va_misalignment"}
+        values = {"P(below the median source on value-added)": "p_below_median_va"}
+    return TableSpec(
+        key=key, title=title, frame=table, labels=["task", "ensemble"], intervals=intervals,
+        values=values, group_by="task",
+        caption=("An ensemble is a weighted mean of the sources' single ratings of a cell "
+                 "(data/ensembles.py); its shared deviation keeps its full weight however many "
+                 "sources it averages. The majority vote of the rounded ratings comes from "
+                 "the posterior predictive (inference/majority.py)."))
 
 
 def _ensemble_section(res: Any) -> list[Section]:
     table = res.ensemble_table
     if table is None:
         return []
-    intervals = {"with an expert (cell)": "expert", "with true quality (cell)": "quality"}
-    values = {}
-    if "va_mean" in table:
-        intervals |= {"with value-added (teacher)": "va",
-                      "misalignment with value-added": "va_misalignment"}
-        values = {"P(below the median source on value-added)": "p_below_median_va"}
-    spec = TableSpec(
-        key="ensembles", title="Ensembles of LLM ratings (E4) beside the median single source",
-        frame=table, labels=["task", "ensemble"], intervals=intervals, values=values,
-        group_by="task",
-        caption=("An ensemble is a weighted mean of the sources' single ratings of a cell "
-                 "(data/ensembles.py); its shared deviation keeps its full weight however many "
-                 "sources it averages. Majority vote is not computed."))
+    spec = _ensemble_spec(table, "ensembles",
+                          "Ensembles of LLM ratings (E4) beside the median single source", "cell")
     figures = []
     ens = res.ensembles
     if "corr_va" in ens:
@@ -159,6 +166,34 @@ def _ensemble_section(res: Any) -> list[Section]:
     return [Section("ensembles", "Ensembles (E4)", tables=[spec], figures=figures)]
 
 
+def _va_spec(design: str) -> dict:
+    return dict(
+        labels=["task", "rater"],
+        intervals={"corr with value-added": "corr",
+                   "misalignment (− experts) with value-added": "misalignment"},
+        values={"P(corr < 0)": "p_corr_below_0",
+                "P(misalignment corr < 0)": "p_misalignment_below_0"}, group_by="task",
+        caption=("A rater's teacher score is the mean of its ratings over the teacher's cells "
+                 f"{design}; the correlations are of the latent model (no plug-in teacher "
+                 "means); misalignment is the source's teacher score minus the experts'."))
+
+
+def _design_section(res: Any) -> list[Section]:
+    """E3 and E4 for teachers scored over a stated number of lessons and segments."""
+    if res.stated is None:
+        return []
+    n, m = res.stated
+    design = f"{n} lesson{'s' * (n > 1)} × {m} segment{'s' * (m > 1)} per teacher"
+    tables = []
+    if res.design_va_table is not None:
+        tables.append(TableSpec(key="value_added_at_design",
+                                title=f"Alignment with value-added (E3) at {design}",
+                                frame=res.design_va_table, **_va_spec(f"over {design}")))
+    tables.append(_ensemble_spec(res.design_ensemble_table, "ensembles_at_design",
+                                 f"Ensembles (E4) at {design}", "teacher"))
+    return [Section("at_design", f"E3 and E4 at {design}", tables=tables)]
+
+
 def _value_added_section(res: Any) -> list[Section]:
     """E3: a compact table (true quality, the experts, the sources' mean) with the forest plot
     in the summary; every source in the full report."""
@@ -166,16 +201,7 @@ def _value_added_section(res: Any) -> list[Section]:
     if table is None:
         return []
     va = res.impact
-    spec = dict(
-        labels=["task", "rater"],
-        intervals={"corr with value-added": "corr",
-                   "misalignment (− experts) with value-added": "misalignment"},
-        values={"P(corr < 0)": "p_corr_below_0",
-                "P(misalignment corr < 0)": "p_misalignment_below_0"}, group_by="task",
-        caption=("A rater's teacher score is the mean of its ratings over the teacher's cells "
-                 "in the data's design; the correlations are of the latent model (no plug-in "
-                 "teacher means); misalignment is the source's teacher score minus the "
-                 "experts'."))
+    spec = _va_spec("in the data's design")
     compact = table[table["rater"].isin(["true quality", "experts", "mean over sources"])]
     forest = FigureSpec(
         "forest", xr.Dataset({"true quality": va["corr_va_quality"],

@@ -3,6 +3,7 @@ experts' own noise)."""
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from pathlib import Path
@@ -30,6 +31,9 @@ def measure(
     llms: Annotated[Path | None, typer.Option(help=(
         "LLM table (rater, benchmark[, family]): benchmark scores for the weighted "
         "ensembles of E4; every LLM with ratings needs one."))] = None,
+    design: Annotated[str | None, typer.Option(help=(
+        "Also compute E3 and E4 for teachers scored over N lessons × M segments each, "
+        "written NxM (e.g. 4x5)."))] = None,
     e1: Annotated[Path | None, typer.Option(help=(
         "A `misalign fit` results file of the same data: its aggregates are shown beside the "
         "joint model's split."))] = None,
@@ -47,6 +51,7 @@ def measure(
     from misalign.data import ValidationError
     from misalign.models import PriorError
 
+    stated = _design(design) if design else None
     t0 = time.perf_counter()
     extra = {}
     try:
@@ -63,6 +68,8 @@ def measure(
                     + f"; compiling the model for {sampling.sampler}, then sampling…")
             res = api.fit_measurement(md, priors=priors, experts_prior=gstudy,
                                       sampling=sampling)
+            if stated:
+                res.at_design(*stated)
             if e1_res is not None:
                 res.compare_with(e1_res)
                 extra["e1"] = str(e1)
@@ -71,6 +78,14 @@ def measure(
     except (ValueError, PriorError) as exc:
         raise common.fail(f"error: {exc}") from None
     common.save_and_show(res, results, as_json, strict, time.perf_counter() - t0)
+
+
+def _design(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(\d+)\s*", text)
+    if not m or min(int(m[1]), int(m[2])) < 1:
+        raise common.fail(f"error: --design {text!r}: expected lessons x segments per teacher, "
+                          "both at least 1, e.g. 4x5")
+    return int(m[1]), int(m[2])
 
 
 def register(app: typer.Typer) -> None:

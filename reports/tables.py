@@ -38,7 +38,7 @@ def numeric(spec: TableSpec) -> list[bool]:
 def cells(spec: TableSpec) -> list[tuple[list[str], bool, bool]]:
     """Per row: the shown cells, whether it is emphasised, and whether a rule precedes it."""
     out, last = [], None
-    for _, row in spec.frame.iterrows():
+    for row in spec.frame.to_dict("records"):  # (iterrows would make an int column float)
         shown = ([str(row[c]) for c in spec.labels]
                  + [interval(row, p) for p in spec.intervals.values()]
                  + [_value(row[c]) for c in spec.values.values()])
@@ -53,9 +53,16 @@ def to_rich(spec: TableSpec) -> Group:
     """The title as its own line (a table title wraps at the table's width), then the
     table."""
     t = Table()
-    for h, num in zip(headers(spec), numeric(spec), strict=True):
-        t.add_column(h, justify="right" if num else "left", no_wrap=True)
-    for shown, bold, rule in cells(spec):
+    rows = cells(spec)
+    for i, (h, num) in enumerate(zip(headers(spec), numeric(spec), strict=True)):
+        # On a narrow screen the numbers wrap and a label keeps at least 7 characters and at
+        # most 28 (with every column unwrappable rich shrank the first one to nothing).
+        label = i < len(spec.labels)
+        wide = max([len(r[0][i]) for r in rows] + [len(h)]) if label else None
+        t.add_column(h, justify="right" if num else "left", no_wrap=label,
+                     min_width=min(wide, 7) if label else None,
+                     max_width=28 if label else None)
+    for shown, bold, rule in rows:
         if rule:
             t.add_section()
         t.add_row(*shown, style="bold" if bold else None)
