@@ -9,6 +9,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 import xarray as xr
+from measurement_checks import floor_share_at, true_floor_share_at
 
 from misalign.inference.dstudy import _finite_factor, project
 from misalign.inference.summaries import hdi
@@ -59,6 +60,11 @@ def test_the_floors_share_recovers_its_truth(small_fit, small_study):
             if not float(h.sel(ci_bound="lower")) <= t <= float(h.sel(ci_bound="upper")):
                 missed.append((k, q, t, h.values.tolist()))
     assert not missed, missed
+    # Where the paper preset has ≥ 90% of the error as floor at 2 of 4 LLMs × every prompt
+    # (test_measurement_paper.py), this preset's larger per-LLM errors keep it below, and the
+    # output says so too.
+    assert floor_share_at(small_fit, 2) < 0.9 and true_floor_share_at(
+        small_study.truth, 2, L, P, F) < 0.9
     table = small_fit.decision_table
     assert set(table.attrs["smallest"]) == {"superpopulation", "finite_population"}
     # With every LLM and prompt of the data averaged, the finite error is the floor plus the
