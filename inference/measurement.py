@@ -1,6 +1,8 @@
 """The joint measurement model on the analysis frame: who agrees with whom (E2) and E1 net of
 the reference (groups ``agreement``, ``agreement_matrix``, ``net_e1``, and ``e1_comparison``
-when an E1 results file of the same data is given)."""
+when an E1 results file of the same data is given), alignment with value-added (E3,
+``value_added``), ensembles and the majority vote (E4, ``ensembles``, ``majority_vote``), and
+both again at a stated design (``*_at_design``)."""
 
 from __future__ import annotations
 
@@ -90,7 +92,8 @@ class MeasurementResults(AnalysisResults):
 
     def at_design(self, lessons: int, segments: int) -> None:
         """E3 and E4 for teachers scored over ``lessons`` lessons × ``segments`` segments
-        (groups ``value_added_at_design``, ``ensembles_at_design``; kept when saved)."""
+        (groups ``value_added_at_design``, ``ensembles_at_design``,
+        ``majority_vote_at_design``; kept when saved)."""
         m = self.model
         design = stated_design(m.data.design(), lessons, segments)
         ag = agreement(m.posterior, design, m.source_llm, m.source_family)
