@@ -86,9 +86,9 @@ def test_expected_expert_score_by_monte_carlo():
 
 def test_value_added_correlations_equal_the_datas_own():
     """E3's truth (teacher-level correlations with value-added, and of each source's
-    misalignment) and E4's (the all-sources ensemble), against pandas on 1,500 simulated
-    teachers whose value-added also loads on the shared LLM deviation: equal within sampling
-    error (SD ≈ 0.025)."""
+    misalignment) and E4's (the all-sources ensemble and the majority vote), against pandas
+    on 1,500 simulated teachers whose value-added also loads on the shared LLM deviation:
+    equal within sampling error (SD ≈ 0.025)."""
     study = simulate(replace(PRESETS["small"], n_teachers=N_TEACHERS, population_factor=10,
                              va_shared=0.5))
     wide, first = _wide(study)
@@ -113,6 +113,15 @@ def test_value_added_correlations_equal_the_datas_own():
         ens, te = t["ensembles"][task]["all sources"], teacher.reindex(w.index).to_numpy()
         worst = max(worst, abs(w.mean(axis=1).corr(e) - ens["cell"]["expert"]),
                     abs(w.mean(axis=1).groupby(te).mean().corr(v) - ens["va"]))
+        # E4's majority vote: each cell's most frequent rounded score over the sources (a tie:
+        # the mean of the tied scores), by pandas' value counts.
+        def vote(row: pd.Series) -> float:
+            counts = row.value_counts()
+            return float(counts.index[counts == counts.max()].to_numpy(float).mean())
+
+        mv, votes = t["majority_vote"][task], w.apply(vote, axis=1)
+        worst = max(worst, abs(votes.corr(e) - mv["cell"]["expert"]),
+                    abs(votes.groupby(te).mean().corr(v) - mv["va"]))
         # Value-added loads on the shared deviation: the LLMs' teacher scores track it more
         # than the experts' do.
         assert np.mean(tt["sources"]) > tt["expert"]
