@@ -209,17 +209,27 @@ def scaled(cfg: SimulationConfig, scale: float) -> SimulationConfig:
                    population_factor=max(10, round(cfg.population_factor / max(scale, 1.0))))
 
 
+def _agreement(cfg: SimulationConfig, expert_sd: np.ndarray) -> AgreementAccumulator:
+    return AgreementAccumulator({t: TASKS[t] for t in cfg.tasks}, QUALITY_VARIANCES,
+                                _severity(cfg), cfg.expert_noise_sd, expert_sd, cfg.continuous)
+
+
+def _population(cfg: SimulationConfig, units_per_teacher: int) -> tuple[int, int]:
+    """Teachers in the truth's population (100× the data's by default, at least 2,000) and
+    per block (≈ 20,000 units)."""
+    return (max(cfg.n_teachers * cfg.population_factor, 2000),
+            max(1, 20000 // units_per_teacher))
+
+
 def _design_truth(cfg: SimulationConfig, fx: dict, expert_sd: np.ndarray, lessons: int,
                   segments: int, names: list[str], ensembles: dict[str, np.ndarray]) -> dict:
     """E2–E4's truth for teachers scored over ``lessons`` × ``segments``: a population of its
     own drawn with the study's fixed effects and that design."""
     d = replace(cfg, transcripts_per_teacher=lessons, units_per_transcript=segments)
     L, P = len(cfg.llms), len(cfg.prompts)
-    agree = AgreementAccumulator({t: TASKS[t] for t in cfg.tasks}, QUALITY_VARIANCES,
-                                 _severity(cfg), cfg.expert_noise_sd, expert_sd, cfg.continuous)
+    agree = _agreement(cfg, expert_sd)
     rng = np.random.default_rng([cfg.seed, 3, lessons, segments])
-    n_pop = max(cfg.n_teachers * cfg.population_factor, 2000)
-    chunk = max(1, 20000 // (lessons * segments))
+    n_pop, chunk = _population(cfg, lessons * segments)
     for done in range(0, n_pop, chunk):
         pb = _block(d, fx, rng, min(chunk, n_pop - done))
         agree.add(pb, segments, lessons, value_added(d, pb, QUALITY_VARIANCES, rng))
@@ -313,10 +323,8 @@ def simulate(preset: str | SimulationConfig = "small", seed: int | None = None,
         accs = {s: AnovaAccumulator(nu, ng, (K, L, P, R), fx["family_index"], cfg.n_experts)
                 for s in ("expert-sd", "raw")}
         scales = {"expert-sd": expert_sd, "raw": np.ones(K)}
-        agree = AgreementAccumulator({t: TASKS[t] for t in cfg.tasks}, QUALITY_VARIANCES,
-                                     _severity(cfg), cfg.expert_noise_sd, expert_sd, cfg.continuous)
-        n_pop = max(cfg.n_teachers * cfg.population_factor, 2000)
-        chunk = max(1, 20000 // (ng * nu))
+        agree = _agreement(cfg, expert_sd)
+        n_pop, chunk = _population(cfg, ng * nu)
         done = 0
         while done < n_pop:
             n = min(chunk, n_pop - done)
