@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -135,6 +136,11 @@ def collect(
     # is lost (each attempt is one transaction).
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    # The requests a Ctrl-C cancels before litellm starts them are garbage-collected after
+    # the run has returned (as the traceback is freed, or at exit), outside the runner's own
+    # filter; they were never sent, so their "never awaited" warning would only alarm.
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited",
+                            category=RuntimeWarning)
     try:
         with Store(store_path) as s, bar as (on_progress, set_total):
             from misalign.data.collect.runner import Collector

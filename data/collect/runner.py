@@ -5,6 +5,7 @@ that stops new requests cleanly, and every attempt written to the store as it en
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -280,7 +281,10 @@ class Collector:
             # (they were never sent), so the warning would only alarm.
             warnings.filterwarnings("ignore", message="coroutine .* was never awaited",
                                     category=RuntimeWarning)
-            return asyncio.run(self.arun())
+            try:
+                return asyncio.run(self.arun())
+            finally:
+                gc.collect()  # so the cancelled requests are freed while the filter holds
 
     async def arun(self) -> RunSummary:
         """``run`` for callers that already have an event loop (e.g. a notebook)."""
