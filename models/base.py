@@ -18,6 +18,7 @@ file (``to_datatree`` / ``from_datatree``, with the data-hash check).
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Self
 
@@ -28,6 +29,8 @@ import xarray as xr
 from pymc_extras.prior import Prior
 
 from .backend import sample
+from .fast_sampler import enabled as fast_enabled
+from .fast_sampler import sample_fast
 from .options import NAMED_SETS, SELECTION, SamplerConfig
 from .priors import priors_from_json, priors_to_json, resolve_priors
 from .serialize import KIND_ATTR, ResultsFileError, provenance
@@ -172,13 +175,24 @@ class BayesianModel(ABC):
         and keeps an ArviZ DataTree."""
         cfg = SamplerConfig.make(sampling, **options).resolved(self.default_target_accept)
         model = self.model or self.build_model()
-        timing: dict[str, Any] = {}
-        idata = sample(model, cfg, timing=timing)
+        t0 = time.perf_counter()
+        fast = self.fast_path() if cfg.sampler == "nutpie" and fast_enabled() else None
+        # With the fast path, "compile" is packing the data and loading the cached kernels.
+        timing: dict[str, Any] = {"compile_s": time.perf_counter() - t0} if fast else {}
+        if fast is not None:
+            idata = sample_fast(*fast, model=model, config=cfg, timing=timing)
+        else:
+            idata = sample(model, cfg, timing=timing)
         self.fit_config = {"sampler": cfg.sampler, "draws": cfg.draws, "tune": cfg.tune,
                            "chains": cfg.chains, "seed": cfg.seed,
                            "target_accept": cfg.target_accept, "timing": timing}
         self.idata = self.after_sampling(idata, cfg)
         return self.idata
+
+    def fast_path(self) -> tuple[Any, tuple] | None:
+        """(packed model, its compiled logp and expand kernels) when this model has a
+        compile-free form for nutpie (``fast_sampler.py``); None: compile the PyMC graph."""
+        return None
 
     def after_sampling(self, idata: xr.DataTree, cfg: SamplerConfig) -> xr.DataTree:
         """What a model does with its draws before they are kept (default: nothing); may add

@@ -15,6 +15,7 @@ transcript, teacher) + residual (its variance differs by task around σ_residual
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from .e1_priors import (
     budget_logp,
     default_priors,
 )
+from .fast_e1 import pack_e1
 from .likelihood import SufficientStats, cell_prior_logp, gaussian_marginal_logp
 from .options import NAMED_SETS, check_likelihood
 from .predictive import pointwise_loglik, posterior_predictive, prior_predictive
@@ -56,6 +58,7 @@ from .spec import (
 # ratings per design cell); non-centred it mixes. With thousands of ratings per design cell the
 # data pin every effect and the non-centred form's σ–coordinate coupling is what slows NUTS
 # (reference preset, 6,600 per cell: R-hat 1.10, ESS 26): there it is centred.
+log = logging.getLogger(__name__)
 NON_CENTRED = ("llm:prompt:task",)
 CENTRE_FROM = 1000  # evidence per coordinate from which an effect is centred (see _centred)
 
@@ -327,15 +330,36 @@ class VariancePartitionModel(BayesianModel):
             self.model = model
         return model
 
+    def sufficient_stats(self) -> SufficientStats:
+        """The Gaussian likelihood's one pass over the ratings (kept: the PyMC graph and the
+        compiled fast path both read it)."""
+        if getattr(self, "_stats", None) is None:
+            spec, data, chain = self.spec, self.data, self.spec.chain
+            weights = spec.reference_weights
+            node_cell = np.zeros(int(chain.cell.max()) + 1, dtype=np.int64)
+            node_cell[chain.cell] = data.cell
+            self._stats = SufficientStats.from_arrays(
+                data.error, spec.design, spec.n_design, chain.cell, chain.parents,
+                design_group=spec.design_task if len(spec.coords["task"]) > 1 else None,
+                cell_offset=None if weights is None else weights[node_cell], subs=chain.subs)
+        return self._stats
+
+    def fast_path(self) -> tuple[Any, tuple] | None:
+        """The compiled kernels (e1_kernels.py) for the Gaussian likelihood: nothing to compile
+        per data set. None (with a log line saying why) for a prior they do not cover."""
+        if self.likelihood != "gaussian":
+            return None
+        fast, why = pack_e1(self, self.sufficient_stats())
+        if fast is None:
+            log.info("compiling the PyMC model: %s", why)
+            return None
+        from .e1_kernels import e1_expand_c, e1_logp_c
+
+        return fast, (e1_logp_c, e1_expand_c)
+
     def _gaussian(self, base, rest, sig: dict, s2e, offset) -> None:
-        spec, data, chain = self.spec, self.data, self.spec.chain
-        weights = spec.reference_weights
-        node_cell = np.zeros(int(chain.cell.max()) + 1, dtype=np.int64)
-        node_cell[chain.cell] = data.cell
-        stats = SufficientStats.from_arrays(
-            data.error, spec.design, spec.n_design, chain.cell, chain.parents,
-            design_group=spec.design_task if len(spec.coords["task"]) > 1 else None,
-            cell_offset=None if weights is None else weights[node_cell], subs=chain.subs)
+        spec, chain = self.spec, self.spec.chain
+        stats = self.sufficient_stats()
         pm.Potential("marginal_loglik", gaussian_marginal_logp(
             stats, full_design_means(base, rest, spec, pt), sig[chain.leaf_component] ** 2,
             s2e, {name: sig[name] ** 2 for name, _ in chain.parents}, xp=pt,

@@ -1,0 +1,365 @@
+"""E1's log density, its gradient and its trace values as compiled kernels (the fast path).
+
+The model is ``variance_partition.py``'s Gaussian form, parameter for parameter: the free
+vector has the PyMC model's layout (its value variables in order), the priors are PyMC's
+densities, and the likelihood is ``kernels.gaussian_logp_grad``. What changes between data
+sets (sizes, bases, design matrices, priors, the data) is in F and Z (``fast_e1.py`` writes
+them); the code here is compiled once and cached on disk.
+
+The pieces of the free vector are *blocks*: coordinates with a Normal(0, σ_c) prior (centred),
+Normal(0, 1) scaled by σ_c (non-centred) or a prior of their own (the intercept), mapped
+linearly into the design-cell means (matrix M, D × n) or into the reference offsets (basis G).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import carray, cfunc, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .e1_layout import (
+    BLOCK,
+    CENTRED,
+    H_BUDGET,
+    H_CELLC,
+    H_HEAD,
+    H_K,
+    H_NA,
+    H_NB,
+    H_NCOMP,
+    H_NOPS,
+    H_NX,
+    H_RES,
+    H_TAU,
+    H_ZRES,
+    NON_CENTRED,
+    OP_COPY,
+    OP_EFFECT,
+    OP_EXP,
+    OP_RES_LOG_SD,
+    OP_SIGMA,
+    OP_TOTAL,
+    OWN_PRIOR,
+    S_AGG,
+    S_AGG_A,
+    S_AGG_M,
+    S_BLOCKS,
+    S_COMPX,
+    S_CPRIOR,
+    S_DIRC,
+    S_KAPPA,
+    S_LEVC,
+    S_OPS,
+    S_SHARE_B,
+    S_SUBC,
+    S_TAU,
+    S_TBASIS,
+    S_TOTAL,
+    S_TWEIGHT,
+    TO_MEANS,
+)
+from .kernels import H_D, H_E, H_G, H_J, H_L, LOG_2PI, fsec, gaussian_logp_grad, isec
+from .prior_kernels import prior_logp
+
+
+@njit(cache=True)
+def _sigmas(x, F, Z):
+    nc, h = Z[H_NCOMP], Z[H_HEAD]
+    cx, kappa = isec(Z, h + S_COMPX), fsec(F, Z, h + S_KAPPA)
+    v, sig2, sig = np.empty(nc), np.empty(nc), np.empty(nc)
+    for c in range(nc):
+        if Z[H_BUDGET] == 1:
+            v[c] = math.exp(x[cx[c]])
+            sig2[c] = v[c] / kappa[c]
+            sig[c] = math.sqrt(sig2[c])
+        else:
+            sig[c] = math.exp(x[cx[c]])
+            sig2[c] = sig[c] * sig[c]
+            v[c] = sig2[c] * kappa[c]
+    return v, sig2, sig
+
+
+@njit(cache=True)
+def _budget(v, F, Z, dv):
+    """The variance budget's log density on the variances (e1_priors.budget_logp), its
+    gradient added into dv."""
+    nc, h, na = Z[H_NCOMP], Z[H_HEAD], Z[H_NA]
+    agg, agg_a, b = isec(Z, h + S_AGG), fsec(F, Z, h + S_AGG_A), fsec(F, Z, h + S_SHARE_B)
+    dirc, agg_m = fsec(F, Z, h + S_DIRC), isec(Z, h + S_AGG_M)
+    W = 0.0
+    V = np.zeros(na)
+    for c in range(nc):
+        W += v[c]
+        V[agg[c]] += v[c]
+    lt, dt = prior_logp(fsec(F, Z, h + S_TOTAL), math.sqrt(W))
+    lp = lt - math.log(2.0 * math.sqrt(W))
+    dW = dt / (2.0 * math.sqrt(W)) - 0.5 / W
+    dV = np.zeros(na)
+    if na > 1:
+        lp += dirc[0] - (na - 1) * math.log(W)
+        dW -= (na - 1) / W
+        for a in range(na):
+            lp += (agg_a[a] - 1.0) * (math.log(V[a]) - math.log(W))
+            dV[a] += (agg_a[a] - 1.0) / V[a]
+            dW -= (agg_a[a] - 1.0) / W
+    for a in range(na):
+        if agg_m[a] > 1:
+            lp += dirc[1 + a] - (agg_m[a] - 1) * math.log(V[a])
+            dV[a] -= (agg_m[a] - 1) / V[a]
+    for c in range(nc):
+        a = agg[c]
+        if agg_m[a] > 1:
+            lp += (b[c] - 1.0) * (math.log(v[c]) - math.log(V[a]))
+            dv[c] += (b[c] - 1.0) / v[c]
+            dV[a] -= (b[c] - 1.0) / V[a]
+    for c in range(nc):
+        dv[c] += dW + dV[agg[c]]
+    return lp
+
+
+@njit(cache=True)
+def _residuals(x, F, Z, sig2):
+    """Residual variance per task around σ_residual² (variance_partition._residual_variances):
+    (s2e, u, w, Σ tw w, τ)."""
+    K, h = Z[H_K], Z[H_HEAD]
+    res = Z[H_RES]
+    if K <= 1:
+        return np.full(1, sig2[res]), np.zeros(1), np.ones(1), 1.0, 1.0
+    basis, tw = fsec(F, Z, h + S_TBASIS), fsec(F, Z, h + S_TWEIGHT)
+    z = x[Z[H_ZRES]:Z[H_ZRES] + K - 1]
+    u, w = np.zeros(K), np.empty(K)
+    S = 0.0
+    for k in range(K):
+        for j in range(K - 1):
+            u[k] += basis[k * (K - 1) + j] * z[j]
+        w[k] = math.exp(2.0 * u[k])
+        S += tw[k] * w[k]
+    return sig2[res] * w / S, u, w, S, math.exp(x[Z[H_TAU]])
+
+
+@njit(cache=True)
+def _block(x, F, Z, b, sig):
+    """A block's contribution: (vector in its target's space, the block's scale)."""
+    blocks = isec(Z, Z[H_HEAD] + S_BLOCKS)
+    xo, n, comp, kind = blocks[b * BLOCK], blocks[b * BLOCK + 1], blocks[b * BLOCK + 2], \
+        blocks[b * BLOCK + 3]
+    msec, gsec, target = blocks[b * BLOCK + 4], blocks[b * BLOCK + 5], blocks[b * BLOCK + 6]
+    mat = fsec(F, Z, msec if target == TO_MEANS else gsec)
+    rows = len(mat) // n
+    out = np.zeros(rows)
+    for r in range(rows):
+        for j in range(n):
+            out[r] += mat[r * n + j] * x[xo + j]
+    scale = sig[comp] if kind == NON_CENTRED else 1.0
+    return out * scale, mat, rows
+
+
+@njit(cache=True)
+def e1_logp_grad(x, F, Z, grad):
+    """log p(x) of E1's PyMC model (up to nothing: the same constants), gradient into grad."""
+    nc, h, nb = Z[H_NCOMP], Z[H_HEAD], Z[H_NB]
+    D, G, J, L, E = Z[H_D], Z[H_G], Z[H_J], Z[H_L], Z[H_E]
+    grad[:] = 0.0
+    v, sig2, sig = _sigmas(x, F, Z)
+    dv, dsig, dsig2 = np.zeros(nc), np.zeros(nc), np.zeros(nc)
+    lp = 0.0
+    cx = isec(Z, h + S_COMPX)
+    if Z[H_BUDGET] == 1:
+        lp += _budget(v, F, Z, dv)
+        for c in range(nc):
+            lp += x[cx[c]]  # the Jacobian of sampling log v
+    else:
+        cp = fsec(F, Z, h + S_CPRIOR)
+        for c in range(nc):
+            lc, d = prior_logp(cp[4 * c:4 * c + 4], sig[c])
+            lp += lc + x[cx[c]]
+            dsig[c] += d
+    blocks = isec(Z, h + S_BLOCKS)
+    f, o = np.zeros(D), np.zeros(max(E, 1))
+    for b in range(nb):
+        xo, n, comp, kind = blocks[b * BLOCK], blocks[b * BLOCK + 1], blocks[b * BLOCK + 2], \
+            blocks[b * BLOCK + 3]
+        if kind == OWN_PRIOR:
+            lb, d = prior_logp(fsec(F, Z, comp), x[xo])
+            lp += lb
+            grad[xo] += d
+        elif kind == CENTRED:
+            s = sig[comp]
+            for j in range(n):
+                z = x[xo + j]
+                lp += -0.5 * LOG_2PI - math.log(s) - 0.5 * z * z / (s * s)
+                grad[xo + j] -= z / (s * s)
+                dsig[comp] += -1.0 / s + z * z / (s * s * s)
+        else:
+            for j in range(n):
+                z = x[xo + j]
+                lp += -0.5 * LOG_2PI - 0.5 * z * z
+                grad[xo + j] -= z
+        val, _, _ = _block(x, F, Z, b, sig)
+        if blocks[b * BLOCK + 6] == TO_MEANS:
+            f += val
+        else:
+            o[:E] += val
+    K = Z[H_K]
+    s2e, u, w, S, tau = _residuals(x, F, Z, sig2)
+    if K > 1:
+        lt, dt = prior_logp(fsec(F, Z, h + S_TAU), tau)
+        lp += lt + x[Z[H_TAU]]
+        dtau = dt
+        zo = Z[H_ZRES]
+        for j in range(K - 1):
+            z = x[zo + j]
+            lp += -0.5 * LOG_2PI - math.log(tau) - 0.5 * z * z / (tau * tau)
+            grad[zo + j] -= z / (tau * tau)
+            dtau += -1.0 / tau + z * z / (tau ** 3)
+    levc, subc = isec(Z, h + S_LEVC), isec(Z, h + S_SUBC)
+    s2sub = np.empty(max(J, 1))
+    for j in range(J):
+        s2sub[j] = sig2[subc[j]]
+    s2lp = np.empty(max(L, 1))
+    for lev in range(L):
+        s2lp[lev] = sig2[levc[lev]]
+    cc = Z[H_CELLC]
+    s2cp = np.full(1, sig2[cc] if cc >= 0 else 0.0)
+    df, ds2e = np.zeros(D), np.zeros(G)
+    ds2sub, ds2cp, ds2lp, do = np.zeros(max(J, 1)), np.zeros(1), np.zeros(max(L, 1)), \
+        np.zeros(max(E, 1))
+    lp += gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2cp,
+                             ds2lp, do)
+    # reverse pass of the head
+    res = Z[H_RES]
+    if K > 1:
+        tw, basis = fsec(F, Z, h + S_TWEIGHT), fsec(F, Z, h + S_TBASIS)
+        acc = 0.0
+        for k in range(K):
+            dsig2[res] += ds2e[k] * w[k] / S
+            acc += ds2e[k] * sig2[res] * w[k]
+        zo = Z[H_ZRES]
+        for k in range(K):
+            dw = sig2[res] * ds2e[k] / S - acc / (S * S) * tw[k]
+            du = 2.0 * w[k] * dw
+            for j in range(K - 1):
+                grad[zo + j] += basis[k * (K - 1) + j] * du
+        grad[Z[H_TAU]] += dtau * tau + 1.0
+    else:
+        dsig2[res] += ds2e[0]
+    for j in range(J):
+        dsig2[subc[j]] += ds2sub[j]
+    for lev in range(L):
+        dsig2[levc[lev]] += ds2lp[lev]
+    if cc >= 0:
+        dsig2[cc] += ds2cp[0]
+    for b in range(nb):
+        xo, n, comp, kind = blocks[b * BLOCK], blocks[b * BLOCK + 1], blocks[b * BLOCK + 2], \
+            blocks[b * BLOCK + 3]
+        _, mat, rows = _block(x, F, Z, b, sig)
+        up = df if blocks[b * BLOCK + 6] == TO_MEANS else do
+        scale = sig[comp] if kind == NON_CENTRED else 1.0
+        for j in range(n):
+            d = 0.0
+            for r in range(rows):
+                d += mat[r * n + j] * up[r]
+            grad[xo + j] += scale * d
+            if kind == NON_CENTRED:
+                dsig[comp] += x[xo + j] * d
+    for c in range(nc):
+        total = dsig2[c] + dsig[c] / (2.0 * sig[c])
+        if Z[H_BUDGET] == 1:
+            grad[cx[c]] += (total / fsec(F, Z, h + S_KAPPA)[c] + dv[c]) * v[c] + 1.0
+        else:
+            grad[cx[c]] += total * 2.0 * sig2[c] + 1.0
+    return lp
+
+
+@njit(cache=True)
+def e1_expand(x, F, Z, out):
+    """The trace values nutpie stores: the free vector, then every other variable of the PyMC
+    model's posterior (ops table, in its order)."""
+    ops = isec(Z, Z[H_HEAD] + S_OPS)
+    v, sig2, sig = _sigmas(x, F, Z)
+    s2e, u, _, _, _ = _residuals(x, F, Z, sig2)
+    for i in range(Z[H_NOPS]):
+        op, arg, at, size = ops[4 * i], ops[4 * i + 1], ops[4 * i + 2], ops[4 * i + 3]
+        if op == OP_COPY:
+            out[at:at + size] = x[arg:arg + size]
+        elif op == OP_EXP:
+            out[at] = math.exp(x[arg])
+        elif op == OP_TOTAL:
+            out[at] = math.sqrt(np.sum(v))
+        elif op == OP_SIGMA:
+            out[at] = sig[arg]
+        elif op == OP_EFFECT:
+            val, _, _ = _block_effect(x, F, Z, arg, sig)
+            out[at:at + size] = val
+        elif op == OP_RES_LOG_SD:
+            out[at:at + size] = u[:size]
+        else:
+            out[at:at + size] = np.sqrt(s2e[:size])
+
+
+@njit(cache=True)
+def _block_effect(x, F, Z, b, sig):
+    """A block's effect on its own dims (basis G times the coordinates, times σ if
+    non-centred)."""
+    blocks = isec(Z, Z[H_HEAD] + S_BLOCKS)
+    xo, n, comp, kind = blocks[b * BLOCK], blocks[b * BLOCK + 1], blocks[b * BLOCK + 2], \
+        blocks[b * BLOCK + 3]
+    mat = fsec(F, Z, blocks[b * BLOCK + 5])
+    rows = len(mat) // n
+    out = np.zeros(rows)
+    for r in range(rows):
+        for j in range(n):
+            out[r] += mat[r * n + j] * x[xo + j]
+    return out * (sig[comp] if kind == NON_CENTRED else 1.0), mat, rows
+
+
+@intrinsic
+def _pointer(typingctx, address):
+    """An int64 address as a void pointer (the data arrays' addresses travel in user data)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(types.int64), codegen
+
+
+LOGP_SIG = types.int64(types.uint64, types.CPointer(types.double),
+                       types.CPointer(types.double), types.CPointer(types.double),
+                       types.voidptr)
+EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
+                         types.CPointer(types.double), types.voidptr)
+
+
+@njit(cache=True)
+def _arrays(user_data):
+    hdr = carray(user_data, (4,), dtype=np.int64)
+    return (carray(_pointer(hdr[0]), (hdr[1],), dtype=np.float64),
+            carray(_pointer(hdr[2]), (hdr[3],), dtype=np.int64))
+
+
+@cfunc(LOGP_SIG, cache=True)
+def e1_logp_c(dim, x_, out_, logp_, user_data):
+    F, Z = _arrays(user_data)
+    if dim != Z[H_NX]:
+        return -1
+    x = carray(x_, (dim,))
+    out = carray(out_, (dim,))
+    lp = e1_logp_grad(x, F, Z, out)
+    logp_[0] = lp
+    if not np.isfinite(lp):
+        return 4
+    for i in range(dim):
+        if not np.isfinite(out[i]):
+            return 3
+    return 0
+
+
+@cfunc(EXPAND_SIG, cache=True)
+def e1_expand_c(dim, expanded, x_, out_, user_data):
+    F, Z = _arrays(user_data)
+    if dim != Z[H_NX]:
+        return -1
+    e1_expand(carray(x_, (dim,)), F, Z, carray(out_, (expanded,)))
+    return 0

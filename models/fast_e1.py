@@ -1,0 +1,296 @@
+"""E1's data, priors and parameter layout packed for the compiled kernels (``e1_kernels.py``).
+
+Nothing here compiles: the PyMC model is built (a graph, no compilation) only to read its
+parameter layout, so the fast path samples exactly the free vector the PyMC model would, and
+every prior and deterministic it meets must be one the kernels know; otherwise ``pack_e1``
+returns None with the reason, and the model is compiled by PyMC as before.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from misalign.data.components import present_aggregates
+
+from . import e1_layout as ek
+from . import kernels as kk
+from .e1_priors import SIGMA_PRIORS, budget_aggregates
+from .likelihood import SufficientStats
+from .prior_kernels import encode
+from .recursion import LOG_2PI
+from .spec import EFFECTS, design_means, full_design_means, within_family_basis, zero_sum_basis
+
+
+class Pack:
+    """Sections of float and int arrays, addressed by number (the layout of kernels.py)."""
+
+    def __init__(self) -> None:
+        self.sections: list[tuple[str, np.ndarray]] = []
+        self.header = np.zeros(kk.HEADER, dtype=np.int64)
+
+    def f(self, values) -> int:
+        self.sections.append(("f", np.ascontiguousarray(values, dtype=np.float64).ravel()))
+        return len(self.sections) - 1
+
+    def i(self, values) -> int:
+        self.sections.append(("i", np.ascontiguousarray(values, dtype=np.int64).ravel()))
+        return len(self.sections) - 1
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        table = np.zeros(2 * len(self.sections), dtype=np.int64)
+        n_int = kk.HEADER + len(table)
+        f_parts, i_parts, nf = [], [], 0
+        for s, (kind, arr) in enumerate(self.sections):
+            if kind == "f":
+                table[2 * s], nf = nf, nf + len(arr)
+                f_parts.append(arr)
+            else:
+                table[2 * s], n_int = n_int, n_int + len(arr)
+                i_parts.append(arr)
+            table[2 * s + 1] = len(arr)
+        F = np.concatenate(f_parts) if f_parts else np.zeros(1)
+        Z = np.concatenate([self.header, table, *i_parts])
+        return F, Z
+
+
+def pack_likelihood(p: Pack, stats: SufficientStats, n_cell_params: int = 1,
+                    cell_param: np.ndarray | None = None,
+                    level_params: list[np.ndarray] | None = None) -> None:
+    """The Gaussian marginal likelihood's data (kernels.gaussian_logp_grad)."""
+    h = p.header
+    J = len(stats.tables) - 1
+    h[kk.H_D], h[kk.H_G], h[kk.H_J], h[kk.H_L] = stats.n_design, stats.n_groups, J, \
+        len(stats.parents)
+    h[kk.H_GLOBAL] = p.f(stats.design_sum)
+    p.f(stats.design_n)
+    p.i(stats.design_group)
+    p.f(stats.group_sum_sq)
+    p.f(stats.group_df)
+    p.f([stats.sum_log_n])
+    for t, (table, ks) in enumerate(zip(stats.tables, stats.ks, strict=True)):
+        s = p.f(table.design_rows)
+        if t == 0:
+            h[kk.H_TABLES] = s
+        p.i(table.pattern_design)
+        p.i(table.pattern_group)
+        for arr in (table.pat_n, table.pat_count, table.pat_sum, table.pat_sumsq, ks):
+            p.f(arr)
+    cell = stats.cell
+    E = 0 if stats.comp_weights is None else stats.comp_weights.shape[1]
+    h[kk.H_E] = E
+    h[kk.H_CELLS] = p.i(cell.node_pattern)
+    p.f(cell.node_n)
+    p.f(cell.node_sum)
+    p.i(stats.cell_comp if E else np.zeros(0))
+    p.f(stats.comp_weights if E else np.zeros(0))
+    p.i(np.zeros(len(cell.pat_n), dtype=np.int64) if cell_param is None else cell_param)
+    const = 0.0
+    for lev, (_, idx) in enumerate(stats.parents):
+        n_par = int(idx.max()) + 1
+        k = np.bincount(idx, minlength=n_par)
+        const += -0.5 * float(np.sum(k - 1)) * LOG_2PI
+        s = p.i(idx)
+        if lev == 0:
+            h[kk.H_LEVELS] = s
+        p.i(np.full(n_par, lev) if level_params is None else level_params[lev])
+        p.f(k)
+    h[kk.H_CONST] = p.f([const])
+
+
+@dataclass
+class FastE1:
+    """What the sampler needs: the packed arrays, the free vector's layout and the trace's."""
+
+    F: np.ndarray
+    Z: np.ndarray
+    n_dim: int
+    value_names: list[str]  # the free vector's pieces (PyMC value variables), in order
+    value_shapes: list[tuple[int, ...]]
+    trace_names: list[str]  # every variable nutpie stores, the free ones first
+    trace_shapes: list[tuple[int, ...]]
+    reparameterized: list[str]  # value variables on a transformed scale (log)
+    init: np.ndarray  # the start before jitter (PyMC's support point)
+
+
+def _shape(model, name: str) -> tuple[int, ...]:
+    dims = model.named_vars_to_dims.get(name, ())
+    return tuple(len(model.coords[d]) for d in dims)
+
+
+def _effect_matrix(vpm, name: str, dims: tuple[str, ...], basis: np.ndarray) -> np.ndarray:
+    """D × n: the design-cell means per unit of each coordinate of the effect ``name``."""
+    spec = vpm.spec
+    n = basis.shape[1]
+    sizes = [len(spec.coords[d]) for d in dims]
+    eff = {"intercept": np.zeros(n), name: basis.T.reshape(n, *sizes)}
+    base, rest = design_means(eff, spec, np)
+    return full_design_means(base, rest, spec, np).T
+
+
+def pack_e1(vpm, stats: SufficientStats) -> tuple[FastE1 | None, str]:
+    """The fast path's arrays for a ``VariancePartitionModel`` (Gaussian); (None, why) when a
+    prior or a variable of its PyMC model has no kernel."""
+    model = vpm.model or vpm.build_model()
+    spec, priors = vpm.spec, vpm.priors
+    comps = list(spec.components)
+    cidx = {c: i for i, c in enumerate(comps)}
+    by_sigma = {SIGMA_PRIORS[c]: c for c in comps}
+    p = Pack()
+    h = p.header
+    pack_likelihood(p, stats)
+    budget = vpm.prior_structure == "budget"
+    # the free vector: PyMC's value variables in order
+    names, shapes, offsets, at = [], [], {}, 0
+    for rv in model.free_RVs:
+        value = model.rvs_to_values[rv].name
+        shape = _shape(model, rv.name)
+        names.append(value)
+        shapes.append(shape)
+        offsets[rv.name] = at
+        at += math.prod(shape)
+    comp_x = np.zeros(len(comps), dtype=np.int64)
+    comp_prior = np.zeros((len(comps), 4))
+    blocks, block_of = [], {}
+    K = len(spec.coords["task"])
+    for rv in model.free_RVs:
+        name, xo = rv.name, offsets[rv.name]
+        n = math.prod(_shape(model, name))
+        if name == "log_variance":
+            comp_x[:] = xo + np.arange(len(comps))
+        elif name in by_sigma:
+            code = encode(priors[name], positive=True)
+            if code is None:
+                return None, f"no kernel for the prior of {name} ({priors[name].distribution})"
+            comp_x[cidx[by_sigma[name]]] = xo
+            comp_prior[cidx[by_sigma[name]]] = code
+        elif name == "intercept":
+            code = encode(priors["intercept"], positive=False)
+            if code is None:
+                return None, "no kernel for the intercept's prior"
+            blocks.append((xo, 1, p.f(code), ek.OWN_PRIOR, p.f(np.ones((spec.n_design, 1))),
+                           -1, ek.TO_MEANS))
+        elif name == "llm_within_family":
+            basis = within_family_basis(spec.llm_family)
+            block_of["llm_effect"] = len(blocks)
+            blocks.append((xo, n, cidx["llm"], ek.CENTRED,
+                           p.f(_effect_matrix(vpm, "llm_effect", ("llm",), basis)), p.f(basis),
+                           ek.TO_MEANS))
+        elif name == "tau_residual":
+            code = encode(priors["tau_residual"], positive=True)
+            if code is None:
+                return None, "no kernel for the prior of tau_residual"
+            h[ek.H_TAU] = xo
+            tau_code = code
+        elif name == "residual_task_log_sd_free":
+            h[ek.H_ZRES] = xo
+        elif name.endswith(("_free", "_z")):
+            eff = name.rsplit("_", 1)[0]
+            centred = name.endswith("_free")
+            if eff == "reference_effect":
+                comp, dims = "reference", ("expert",)
+            else:
+                comp = next((c for c, (v, _) in EFFECTS.items() if v == eff), None)
+                if comp is None or comp not in cidx:
+                    return None, f"the fast path does not know the variable {name}"
+                dims = EFFECTS[comp][1]
+            basis = zero_sum_basis([len(spec.coords[d]) for d in dims])
+            block_of[eff] = len(blocks)
+            kind = ek.CENTRED if centred else ek.NON_CENTRED
+            if eff == "reference_effect":
+                blocks.append((xo, n, cidx[comp], kind, -1, p.f(basis), ek.TO_OFFSETS))
+            else:
+                blocks.append((xo, n, cidx[comp], kind, p.f(_effect_matrix(vpm, eff, dims, basis)),
+                               p.f(basis), ek.TO_MEANS))
+        else:
+            return None, f"the fast path does not know the variable {name}"
+    base = len(p.sections)
+    h[ek.H_HEAD] = base
+    aggs = budget_aggregates(comps) if budget else present_aggregates(comps)
+    agg_names = list(aggs)
+    agg_of = np.zeros(len(comps), dtype=np.int64)
+    for a, members in enumerate(aggs.values()):
+        for c in members:
+            agg_of[cidx[c]] = a
+    agg_a = np.ones(len(aggs))
+    share_b = np.ones(len(comps))
+    dirc = np.zeros(1 + len(aggs))
+    total = np.zeros(4)
+    if budget:
+        code = encode(priors["sigma_total"], positive=True)
+        if code is None:
+            return None, "no kernel for the prior of sigma_total"
+        total = code
+        if len(aggs) > 1:
+            pa = priors["aggregate_shares"]
+            if pa.distribution != "Dirichlet":
+                return None, "aggregate_shares is not a Dirichlet"
+            agg_a = np.asarray(pa.parameters["a"], dtype=float)
+            dirc[0] = math.lgamma(agg_a.sum()) - sum(math.lgamma(a) for a in agg_a)
+        for a, (agg, members) in enumerate(aggs.items()):
+            if len(members) > 1:
+                ps = priors[f"shares_{agg}"]
+                if ps.distribution != "Dirichlet":
+                    return None, f"shares_{agg} is not a Dirichlet"
+                b = np.asarray(ps.parameters["a"], dtype=float)
+                share_b[[cidx[c] for c in members]] = b
+                dirc[1 + a] = math.lgamma(b.sum()) - sum(math.lgamma(x) for x in b)
+    chain = spec.chain
+    missing = [n for n, _ in chain.parents if n not in cidx] + [
+        c for c in chain.sub_components if c not in cidx]
+    if missing:
+        return None, f"no variance component for the level(s) {', '.join(missing)}"
+    sections = [
+        p.i(comp_x), p.f([vpm.kappa(c) for c in comps]), p.f(comp_prior), p.i(agg_of),
+        p.f(agg_a), p.f(share_b), p.f(total), p.f(dirc),
+        p.i([cidx[name] for name, _ in chain.parents]),
+        p.i([cidx[c] for c in chain.sub_components]),
+        p.i(np.array(blocks, dtype=np.int64).ravel()),
+        p.f(tau_code if K > 1 else np.zeros(4)),
+        p.f(zero_sum_basis([K]) if K > 1 else np.zeros(0)),
+        p.f(vpm.task_weight),
+    ]
+    assert sections[0] == base + ek.S_COMPX and sections[-1] == base + ek.S_TWEIGHT
+    trace_names, trace_shapes = list(names), list(shapes)
+    ops = [(ek.OP_COPY, offsets[rv.name], offsets[rv.name], math.prod(s))
+           for rv, s in zip(model.free_RVs, shapes, strict=True)]
+    at = sum(math.prod(s) for s in shapes)
+    for var in model.unobserved_value_vars:
+        if var.name in names:
+            continue
+        shape = _shape(model, var.name)
+        size = math.prod(shape)
+        nm = var.name
+        if nm in offsets:  # a free variable on its transformed (log) scale: its value
+            op = (ek.OP_EXP, offsets[nm])
+        elif nm == "sigma_total":
+            op = (ek.OP_TOTAL, 0)
+        elif nm in by_sigma:
+            op = (ek.OP_SIGMA, cidx[by_sigma[nm]])
+        elif nm in block_of:
+            op = (ek.OP_EFFECT, block_of[nm])
+        elif nm == "residual_task_log_sd":
+            op = (ek.OP_RES_LOG_SD, 0)
+        elif nm == "sigma_residual_task":
+            op = (ek.OP_RES_SD, 0)
+        else:
+            return None, f"the fast path does not know the variable {nm}"
+        ops.append((*op, at, size))
+        trace_names.append(nm)
+        trace_shapes.append(shape)
+        at += size
+    p.i(np.array(ops, dtype=np.int64).ravel())
+    p.i([len(m) for m in aggs.values()])
+    h[ek.H_NCOMP], h[ek.H_BUDGET], h[ek.H_NB] = len(comps), int(budget), len(blocks)
+    h[ek.H_K], h[ek.H_RES] = K, cidx["residual"]
+    h[ek.H_CELLC] = cidx.get(chain.leaf_component, -1)
+    h[ek.H_NA], h[ek.H_NX], h[ek.H_NOPS] = len(agg_names), sum(math.prod(s) for s in shapes), \
+        len(ops)
+    F, Z = p.arrays()
+    reparam = [model.rvs_to_values[rv].name for rv in model.free_RVs
+               if model.rvs_to_transforms.get(rv) is not None]
+    init = np.zeros(int(h[ek.H_NX]))
+    return FastE1(F, Z, int(h[ek.H_NX]), names, shapes, trace_names, trace_shapes, reparam,
+                  init), ""

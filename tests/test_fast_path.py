@@ -1,0 +1,168 @@
+"""The compiled fast path (models/kernels.py, e1_kernels.py) is the PyMC model: the same log
+density and gradient at random points, for every likelihood form and every prior it accepts,
+and the same posterior variables; what it does not cover falls back to PyMC."""
+
+import warnings
+
+import numpy as np
+import pytensor.scalar as ps
+import pytensor.tensor as pt
+import pytest
+from pymc_extras.prior import Prior
+from pytensor.compile.mode import Mode
+from pytensor.graph.rewriting.basic import in2out, node_rewriter
+from pytensor.graph.rewriting.utils import rewrite_graph
+from pytensor.tensor.elemwise import Elemwise
+
+from misalign.data import MisalignmentData, build_misalignment
+from misalign.models import VariancePartitionModel
+from misalign.models.fast_e1 import pack_e1
+from misalign.models.likelihood import SufficientStats
+from tests.helpers import tiny_unbalanced_frame
+
+
+def _tiny(seed: int, tasks=("T1", "T2", "T3")) -> MisalignmentData:
+    frame = tiny_unbalanced_frame(seed)
+    frame = frame[frame["task"].isin(tasks)]
+    return MisalignmentData.from_frame(frame, "raw", dict.fromkeys(tasks, 1.0))
+
+
+def _refold(model: VariancePartitionModel, grouped: bool) -> None:
+    """Rebuild the PyMC model's sufficient statistics in the per-cell or the folded form."""
+    spec, data, chain = model.spec, model.data, model.spec.chain
+    weights = spec.reference_weights
+    node_cell = np.zeros(int(chain.cell.max()) + 1, dtype=np.int64)
+    node_cell[chain.cell] = data.cell
+    model._stats = SufficientStats.from_arrays(
+        data.error, spec.design, spec.n_design, chain.cell, chain.parents, grouped=grouped,
+        design_group=spec.design_task if len(spec.coords["task"]) > 1 else None,
+        cell_offset=None if weights is None else weights[node_cell], subs=chain.subs)
+    assert (model._stats.grouped is not None) == grouped
+
+
+@node_rewriter([Elemwise])
+def _split_adds(fgraph, node):
+    """numpy ufuncs take at most 32 operands: the gradient's sums of many contributions are
+    split for the Python linker (the same sum)."""
+    if isinstance(node.op.scalar_op, ps.Add) and len(node.inputs) > 32:
+        parts = [pt.add(*node.inputs[i:i + 16]) for i in range(0, len(node.inputs), 16)]
+        return [pt.add(*parts)]
+    return None
+
+
+def _check_equal(model: VariancePartitionModel, n_points: int = 3) -> None:
+    from misalign.models.e1_kernels import e1_logp_grad
+
+    pm_model = model.build_model()
+    fast, why = pack_e1(model, model.sufficient_stats())
+    assert fast is not None, why
+    # The Python linker without rewrites: the graph exactly as written, nothing compiled.
+    mode = Mode(linker="py", optimizer=None)
+    logp = pm_model.compile_logp(mode=mode)
+    dlogp = pm_model.compile_fn(rewrite_graph(pm_model.dlogp(), include=(),
+                                              custom_rewrite=in2out(_split_adds)), mode=mode)
+    rng = np.random.default_rng(0)
+    grad = np.zeros(fast.n_dim)
+    for _ in range(n_points):
+        x = rng.normal(0.0, 0.7, fast.n_dim)
+        point, at = {}, 0
+        for name, shape in zip(fast.value_names, fast.value_shapes, strict=True):
+            n = int(np.prod(shape))
+            point[name] = x[at:at + n].reshape(shape)
+            at += n
+        lp = e1_logp_grad(x, fast.F, fast.Z, grad)
+        ref, dref = float(logp(point)), np.asarray(dlogp(point))
+        assert abs(lp - ref) <= 1e-8 * max(1.0, abs(ref)), (lp, ref)
+        np.testing.assert_allclose(grad, dref, rtol=1e-8, atol=1e-8 * np.abs(dref).max())
+
+
+@pytest.fixture(scope="module")
+def small_data(small_study):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return build_misalignment(small_study.table())
+
+
+@pytest.mark.parametrize("form", ["grouped", "per-cell"])
+@pytest.mark.parametrize("structure", ["budget", "independent"])
+def test_small_preset_equals_pymc(small_data, form, structure):
+    """Balanced: two sub-levels at pattern cost (llm×unit×task, lineage), the reference's
+    offsets, per-task residuals, the three-way effect non-centred."""
+    model = VariancePartitionModel(small_data, prior_structure=structure)
+    _refold(model, grouped=form == "grouped")
+    assert len(model.sufficient_stats().tables) == 3
+    _check_equal(model)
+
+
+@pytest.mark.parametrize("seed", [3, 7])
+def test_unbalanced_leaves_equal_pymc(seed):
+    """Unequal sub-cells (the finest nodes as cells, every level above them in the tree),
+    missing ratings, replicates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = VariancePartitionModel(_tiny(seed))
+    _check_equal(model)
+
+
+def test_one_task_equals_pymc():
+    """One residual group, no per-task residual spread (no τ)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = VariancePartitionModel(_tiny(5, tasks=("T2",)))
+    assert len(model.spec.coords["task"]) == 1
+    _check_equal(model)
+
+
+@pytest.mark.parametrize("priors", [
+    {"sigma_total": Prior("HalfStudentT", nu=3.0, sigma=2.0),
+     "intercept": Prior("StudentT", nu=4.0, mu=0.1, sigma=1.5)},
+    {"sigma_total": Prior("Exponential", lam=0.7), "tau_residual": Prior("Gamma", alpha=2.0,
+                                                                          beta=3.0)},
+    {"sigma_total": Prior("LogNormal", mu=0.0, sigma=1.0),
+     "tau_residual": Prior("InverseGamma", alpha=3.0, beta=1.0),
+     "intercept": Prior("Cauchy", alpha=0.0, beta=2.0)},
+], ids=["halfstudentt", "exponential-gamma", "lognormal-invgamma"])
+def test_other_priors_equal_pymc(priors):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = VariancePartitionModel(_tiny(2), priors=priors)
+        a = model.priors["aggregate_shares"].parameters["a"]
+        model = model.with_priors({"aggregate_shares": Prior(
+            "Dirichlet", a=np.linspace(0.8, 2.0, len(a)), dims="aggregate")})
+    _check_equal(model, n_points=2)
+
+
+def test_independent_sigmas_with_the_named_sets_equal_pymc():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = VariancePartitionModel(_tiny(4), prior_structure="independent")
+        model = model.with_priors({"sigma_llm": Prior("HalfCauchy", beta=0.5),
+                                   "sigma_unit": Prior("Exponential", lam=2.0),
+                                   "sigma_residual": Prior("HalfStudentT", nu=3.0, sigma=1.0)})
+    _check_equal(model, n_points=2)
+
+
+def test_a_prior_without_a_kernel_falls_back_to_pymc():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = VariancePartitionModel(_tiny(4), prior_structure="independent",
+                                       priors={"sigma_llm": Prior("Weibull", alpha=2.0,
+                                                                  beta=1.0)})
+    fast, why = pack_e1(model, model.sufficient_stats())
+    assert fast is None and "sigma_llm" in why and "Weibull" in why
+    assert model.fast_path() is None
+
+
+def test_the_trace_has_the_pymc_models_variables_and_dims():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = VariancePartitionModel(_tiny(3))
+        pm_model = model.build_model()
+    fast, _ = pack_e1(model, model.sufficient_stats())
+    expected = [v.name for v in pm_model.value_vars] + [
+        v.name for v in pm_model.unobserved_value_vars
+        if v.name not in {w.name for w in pm_model.value_vars}]
+    assert fast.trace_names == expected
+    for name, shape in zip(fast.trace_names, fast.trace_shapes, strict=True):
+        dims = pm_model.named_vars_to_dims.get(name, ())
+        assert shape == tuple(len(pm_model.coords[d]) for d in dims)
