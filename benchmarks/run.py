@@ -11,6 +11,9 @@ Rows
   misalign, by a naive PyMC model and by bambi, in this run; ratio of min-ESS/s to each.
 - ``scaling``: 0.1×, 1×, 10× the reference data through ``misalign fit FILE.parquet``.
 - ``student``: the Student-t likelihood at reference size, and its cost relative to Gaussian.
+- ``startup``: a fit after install (empty caches), on a new data set and a refit, small and
+  reference presets, with the compiled fast path and with the PyMC graph (benchmarks/startup.py).
+- ``lme4``: lme4's REML point estimate (``Rscript``) beside misalign on the same data.
 Compare ratios within one run only: absolute times move with the machine's load.
 """
 
@@ -262,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
     ap.add_argument("--rows", default="reference,design,scaling,student",
-                    help="comma-separated subset of reference,design,scaling,student,measure")
+                    help="comma-separated subset of reference,design,scaling,student,measure,"
+                    "startup,lme4")
     ap.add_argument("--sampler", default="nutpie", choices=["nutpie", "numpyro", "pymc"])
     ap.add_argument("--skip", default="", help="competitors to skip: naive,bambi")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for CSV/JSON")
@@ -297,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows += scaling_rows(args.quick, work, args.sampler)
             elif name == "student":
                 rows += student_rows(args.quick, work, args.sampler)
+            elif name in ("startup", "lme4"):
+                from startup import lme4_rows, startup_rows
+
+                fn = startup_rows if name == "startup" else lme4_rows
+                rows += fn(args.quick, work, TIMEOUT[0], EXTRA_FIT_ARGS)
             elif name == "measure":
                 new = measure_rows(args.quick, work, args.sampler)
                 base = [r for r in rows if r.get("benchmark") == "reference" and "wall_s" in r]
