@@ -65,7 +65,7 @@ from .kernels import H_D, H_E, H_G, H_J, H_L, LOG_2PI, fsec, gaussian_logp_grad,
 from .prior_kernels import prior_logp
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sigmas(x, F, Z):
     nc, h = Z[H_NCOMP], Z[H_HEAD]
     cx, kappa = isec(Z, h + S_COMPX), fsec(F, Z, h + S_KAPPA)
@@ -82,7 +82,7 @@ def _sigmas(x, F, Z):
     return v, sig2, sig
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _budget(v, F, Z, dv):
     """The variance budget's log density on the variances (e1_priors.budget_logp), its
     gradient added into dv."""
@@ -120,7 +120,7 @@ def _budget(v, F, Z, dv):
     return lp
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _residuals(x, F, Z, sig2):
     """Residual variance per task around σ_residual² (variance_partition._residual_variances):
     (s2e, u, w, Σ tw w, τ)."""
@@ -140,7 +140,7 @@ def _residuals(x, F, Z, sig2):
     return sig2[res] * w / S, u, w, S, math.exp(x[Z[H_TAU]])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _block(x, F, Z, b, sig):
     """A block's contribution: (vector in its target's space, the block's scale)."""
     blocks = isec(Z, Z[H_HEAD] + S_BLOCKS)
@@ -157,7 +157,7 @@ def _block(x, F, Z, b, sig):
     return out * scale, mat, rows
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def e1_logp_grad(x, F, Z, grad):
     """log p(x) of E1's PyMC model (up to nothing: the same constants), gradient into grad."""
     nc, h, nb = Z[H_NCOMP], Z[H_HEAD], Z[H_NB]
@@ -274,7 +274,7 @@ def e1_logp_grad(x, F, Z, grad):
     return lp
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def e1_expand(x, F, Z, out):
     """The trace values nutpie stores: the free vector, then every other variable of the PyMC
     model's posterior (ops table, in its order)."""
@@ -300,7 +300,7 @@ def e1_expand(x, F, Z, out):
             out[at:at + size] = np.sqrt(s2e[:size])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _block_effect(x, F, Z, b, sig):
     """A block's effect on its own dims (basis G times the coordinates, times σ if
     non-centred)."""
@@ -332,21 +332,24 @@ EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double
                          types.CPointer(types.double), types.voidptr)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _arrays(user_data):
     hdr = carray(user_data, (4,), dtype=np.int64)
     return (carray(_pointer(hdr[0]), (hdr[1],), dtype=np.float64),
             carray(_pointer(hdr[2]), (hdr[3],), dtype=np.int64))
 
 
-@cfunc(LOGP_SIG, cache=True)
+@cfunc(LOGP_SIG, cache=True, error_model="numpy")
 def e1_logp_c(dim, x_, out_, logp_, user_data):
     F, Z = _arrays(user_data)
     if dim != Z[H_NX]:
         return -1
     x = carray(x_, (dim,))
     out = carray(out_, (dim,))
-    lp = e1_logp_grad(x, F, Z, out)
+    try:  # an exception cannot cross into nutpie: report a failed evaluation instead
+        lp = e1_logp_grad(x, F, Z, out)
+    except Exception:  # noqa: BLE001
+        return 1
     logp_[0] = lp
     if not np.isfinite(lp):
         return 4
@@ -356,10 +359,13 @@ def e1_logp_c(dim, x_, out_, logp_, user_data):
     return 0
 
 
-@cfunc(EXPAND_SIG, cache=True)
+@cfunc(EXPAND_SIG, cache=True, error_model="numpy")
 def e1_expand_c(dim, expanded, x_, out_, user_data):
     F, Z = _arrays(user_data)
     if dim != Z[H_NX]:
         return -1
-    e1_expand(carray(x_, (dim,)), F, Z, carray(out_, (expanded,)))
+    try:
+        e1_expand(carray(x_, (dim,)), F, Z, carray(out_, (expanded,)))
+    except Exception:  # noqa: BLE001
+        return -2
     return 0

@@ -8,6 +8,7 @@ returns None with the reason, and the model is compiled by PyMC as before.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ from .likelihood import SufficientStats
 from .prior_kernels import encode
 from .recursion import LOG_2PI
 from .spec import EFFECTS, design_means, full_design_means, within_family_basis, zero_sum_basis
+
+log = logging.getLogger(__name__)
 
 
 class Pack:
@@ -128,6 +131,17 @@ def _effect_matrix(vpm, name: str, dims: tuple[str, ...], basis: np.ndarray) -> 
     eff = {"intercept": np.zeros(n), name: basis.T.reshape(n, *sizes)}
     base, rest = design_means(eff, spec, np)
     return full_design_means(base, rest, spec, np).T
+
+
+def e1_fast_path(vpm) -> tuple[FastE1, tuple] | None:
+    """(packed model, its logp and expand C callbacks) for nutpie, or None (logged why)."""
+    fast, why = pack_e1(vpm, vpm.sufficient_stats())
+    if fast is None:
+        log.info("compiling the PyMC model: %s", why)
+        return None
+    from .e1_kernels import e1_expand_c, e1_logp_c  # compiled or loaded from the cache here
+
+    return fast, (e1_logp_c, e1_expand_c)
 
 
 def pack_e1(vpm, stats: SufficientStats) -> tuple[FastE1 | None, str]:

@@ -29,19 +29,19 @@ H_GLOBAL, H_TABLES, H_CELLS, H_LEVELS = 6, 7, 8, 9  # first section of each part
 H_CONST = 10  # the recursion's constant, in F at this section
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fsec(F, Z, s):
     o = Z[HEADER + 2 * s]
     return F[o:o + Z[HEADER + 2 * s + 1]]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def isec(Z, s):
     o = Z[HEADER + 2 * s]
     return Z[o:o + Z[HEADER + 2 * s + 1]]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _row_means(F, Z, t, f):
     """Σ_d n_kd f_d per distinct design row of table ``t``."""
     D = Z[H_D]
@@ -56,7 +56,7 @@ def _row_means(F, Z, t, f):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _row_grad(F, Z, t, d_row, df):
     D = Z[H_D]
     dr = fsec(F, Z, Z[H_TABLES] + 8 * t)
@@ -67,7 +67,7 @@ def _row_grad(F, Z, t, d_row, df):
                 df[d] += g * dr[r * D + d]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _noise(F, Z, t, depth, s2e, s2sub):
     """Per pattern of table ``t``: the variance of one depth-level node's mean residual given
     its own effect (likelihood._noise)."""
@@ -86,7 +86,7 @@ def _noise(F, Z, t, depth, s2e, s2sub):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _noise_grad(F, Z, t, depth, dnoise, ds2e, ds2sub):
     base = Z[H_TABLES] + 8 * t
     grp, pat_n, ks = isec(Z, base + 2), fsec(F, Z, base + 3), fsec(F, Z, base + 7)
@@ -101,7 +101,7 @@ def _noise_grad(F, Z, t, depth, dnoise, ds2e, ds2sub):
         ds2e[grp[k]] += a * prod / pat_n[k]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _resid(F, Z, t, g_row, k):
     """Σ over the nodes of pattern k of (S − g_k)², and its derivative in g_k."""
     base = Z[H_TABLES] + 8 * t
@@ -111,7 +111,7 @@ def _resid(F, Z, t, g_row, k):
     return Q[k] - 2.0 * g * A[k] + cnt[k] * g * g, -2.0 * A[k] + 2.0 * cnt[k] * g
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _level1(F, Z, f, s2e, df, ds2e):
     D, G = Z[H_D], Z[H_G]
     gb = Z[H_GLOBAL]
@@ -145,7 +145,7 @@ def _level1(F, Z, f, s2e, df, ds2e):
     return lp
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sub_levels(F, Z, f, s2e, s2sub, df, ds2e, ds2sub):
     """Σ over the sub-levels' parents of log R, children integrated in closed form."""
     J = Z[H_J]
@@ -193,7 +193,7 @@ def _sub_levels(F, Z, f, s2e, s2sub, df, ds2e, ds2sub):
     return lp
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _tree(F, Z, m0, s0, s2lp, dm0, ds0, ds2lp):
     """The nested levels above the cells (recursion.nested_logp) and the reverse pass:
     fills dm0, ds0 (per cell) and ds2lp (per level parameter)."""
@@ -260,7 +260,7 @@ def _tree(F, Z, m0, s0, s2lp, dm0, ds0, ds2lp):
     return lp
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2cp, ds2lp,
                        do):
     """log p(data | f, σ's, offsets) with every nested effect integrated out; the gradient is

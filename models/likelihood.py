@@ -124,6 +124,18 @@ class SufficientStats:
         return stats
 
 
+def e1_stats(spec, data) -> SufficientStats:
+    """E1's sufficient statistics: the spec's leaf chain, per-task residual groups, the
+    reference's offsets per cell."""
+    chain, weights = spec.chain, spec.reference_weights
+    node_cell = np.zeros(int(chain.cell.max()) + 1, dtype=np.int64)
+    node_cell[chain.cell] = data.cell
+    return SufficientStats.from_arrays(
+        data.error, spec.design, spec.n_design, chain.cell, chain.parents,
+        design_group=spec.design_task if len(spec.coords["task"]) > 1 else None,
+        cell_offset=None if weights is None else weights[node_cell], subs=chain.subs)
+
+
 def _level1(stats: SufficientStats, f, s2e, one: bool, xp, segsum: Callable):
     """The leaves' within sums of squares (blind to leaf-constant offsets: design part only)."""
     g = stats.leaf.design_means(f, xp)
@@ -271,20 +283,67 @@ class CellLeaves:
             resid / self.cell_n, s2_cell + s2_res / self.cell_n, self.parents, s2_levels, np,
             segsum, top=top, take=take)
 
+    def logp_compiled(self, f: np.ndarray, s2_cell, s2_res, s2_levels: dict,
+                      offset: np.ndarray | None = None) -> np.ndarray:
+        """``logp`` by the compiled kernel (pointwise_kernels.py): one pass per draw, draws in
+        parallel, no temporaries of the data's size. Shapes as ``logp``."""
+        from .pointwise_kernels import leaves_logp
+
+        n, C = f.shape[0], len(self.cell_n)
+
+        def columns(v, per_group: np.ndarray | None, size: int):
+            """(draws, k) values and each node's column: one for all, per group, per node."""
+            v = np.asarray(v, dtype=float).reshape(n, -1)
+            if v.shape[1] == 1:
+                return v, np.zeros(size, dtype=np.int64)
+            if v.shape[1] == size:
+                return v, np.arange(size, dtype=np.int64)
+            return v, per_group.astype(np.int64)
+
+        s2c, cidx = columns(s2_cell, None, C)
+        s2e, eidx = columns(s2_res, self.cell_group, C)
+        if offset is not None and self.cell_offset is not None:
+            comp_w, comp = np.unique(self.cell_offset, axis=0, return_inverse=True)
+            offset = np.asarray(offset, dtype=float).reshape(n, -1)
+        else:
+            comp_w, comp, offset = np.zeros((0, 0)), np.zeros(C, dtype=np.int64), \
+                np.zeros((n, 0))
+        idx = [np.asarray(i, dtype=np.int64) for _, i in self.parents]
+        tops, node_top = [self.cell_top], self.cell_top
+        lev_cols, lev_idx, at = [], [], 0
+        for (name, _), i in zip(self.parents, idx, strict=True):
+            up = np.zeros(int(i.max()) + 1, dtype=np.int64)
+            up[i] = node_top
+            tops.append(up)
+            node_top = up
+            v, j = columns(s2_levels[name], None, len(up))
+            lev_cols.append(v)
+            lev_idx.append(j + at)
+            at += v.shape[1]
+        starts = np.cumsum([0, *[len(i) for i in idx]]).astype(np.int64)
+        return leaves_logp(
+            self.cell_n, self.cell_sum, self.cell_sq,
+            np.searchsorted(self.pair_cell, np.arange(C + 1)).astype(np.int64),
+            self.pair_design.astype(np.int64), self.pair_n, self.pair_sum, cidx, eidx,
+            comp.ravel().astype(np.int64), np.ascontiguousarray(comp_w, dtype=float),
+            np.concatenate([np.zeros(0, np.int64), *idx]), starts, np.concatenate(tops),
+            np.concatenate([np.zeros(0, np.int64), *lev_idx]),
+            self.n_top, np.ascontiguousarray(f, dtype=float), np.ascontiguousarray(s2c),
+            np.ascontiguousarray(s2e),
+            np.ascontiguousarray(np.column_stack(lev_cols) if lev_cols else np.zeros((n, 0))),
+            np.ascontiguousarray(offset))
+
     def logp_draws(self, f: np.ndarray, s2_cell, s2_res, s2_levels: dict, posterior,
                    top_name: str, chunk: int = 250, offset: np.ndarray | None = None):
-        """``logp`` over all posterior draws in chunks (bounded memory), as a (chain, draw,
+        """``logp`` over all posterior draws (the compiled kernel), as a (chain, draw,
         ``top_name``) DataArray."""
         import xarray as xr
 
-        parts = []
-        for a in range(0, f.shape[0], chunk):
-            b = slice(a, a + chunk)
-            parts.append(self.logp(f[b], s2_cell[b], s2_res[b],
-                                   {k: v[b] for k, v in s2_levels.items()},
-                                   None if offset is None else offset[b]))
         n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
-        ll = np.concatenate(parts).reshape(n_chain, n_draw, self.n_top)
+        if not np.ndim(s2_cell):
+            s2_cell = np.full((f.shape[0], 1), float(s2_cell))
+        ll = self.logp_compiled(f, s2_cell, s2_res, s2_levels, offset).reshape(
+            n_chain, n_draw, self.n_top)
         return xr.DataArray(ll, dims=("chain", "draw", top_name),
                             coords={"chain": posterior["chain"].values,
                                     "draw": posterior["draw"].values})

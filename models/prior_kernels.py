@@ -40,7 +40,7 @@ def encode(prior, positive: bool) -> np.ndarray | None:
     return None
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def prior_logp(spec, x):
     """(log density at x, its derivative in x)."""
     code = int(spec[0])

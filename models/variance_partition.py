@@ -15,7 +15,6 @@ transcript, teacher) + residual (its variance differs by task around σ_residual
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -36,8 +35,8 @@ from .e1_priors import (
     budget_logp,
     default_priors,
 )
-from .fast_e1 import pack_e1
-from .likelihood import SufficientStats, cell_prior_logp, gaussian_marginal_logp
+from .fast_e1 import e1_fast_path
+from .likelihood import SufficientStats, cell_prior_logp, e1_stats, gaussian_marginal_logp
 from .options import NAMED_SETS, check_likelihood
 from .predictive import pointwise_loglik, posterior_predictive, prior_predictive
 from .priors import PriorError
@@ -58,7 +57,6 @@ from .spec import (
 # ratings per design cell); non-centred it mixes. With thousands of ratings per design cell the
 # data pin every effect and the non-centred form's σ–coordinate coupling is what slows NUTS
 # (reference preset, 6,600 per cell: R-hat 1.10, ESS 26): there it is centred.
-log = logging.getLogger(__name__)
 NON_CENTRED = ("llm:prompt:task",)
 CENTRE_FROM = 1000  # evidence per coordinate from which an effect is centred (see _centred)
 
@@ -334,28 +332,13 @@ class VariancePartitionModel(BayesianModel):
         """The Gaussian likelihood's one pass over the ratings (kept: the PyMC graph and the
         compiled fast path both read it)."""
         if getattr(self, "_stats", None) is None:
-            spec, data, chain = self.spec, self.data, self.spec.chain
-            weights = spec.reference_weights
-            node_cell = np.zeros(int(chain.cell.max()) + 1, dtype=np.int64)
-            node_cell[chain.cell] = data.cell
-            self._stats = SufficientStats.from_arrays(
-                data.error, spec.design, spec.n_design, chain.cell, chain.parents,
-                design_group=spec.design_task if len(spec.coords["task"]) > 1 else None,
-                cell_offset=None if weights is None else weights[node_cell], subs=chain.subs)
+            self._stats = e1_stats(self.spec, self.data)
         return self._stats
 
     def fast_path(self) -> tuple[Any, tuple] | None:
-        """The compiled kernels (e1_kernels.py) for the Gaussian likelihood: nothing to compile
-        per data set. None (with a log line saying why) for a prior they do not cover."""
-        if self.likelihood != "gaussian":
-            return None
-        fast, why = pack_e1(self, self.sufficient_stats())
-        if fast is None:
-            log.info("compiling the PyMC model: %s", why)
-            return None
-        from .e1_kernels import e1_expand_c, e1_logp_c
-
-        return fast, (e1_logp_c, e1_expand_c)
+        """The compiled kernels for the Gaussian likelihood (fast_e1.py): nothing to compile
+        per data set; None for what they do not cover."""
+        return e1_fast_path(self) if self.likelihood == "gaussian" else None
 
     def _gaussian(self, base, rest, sig: dict, s2e, offset) -> None:
         spec, chain = self.spec, self.spec.chain
