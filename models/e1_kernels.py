@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import carray, cfunc, njit, types
+from numba import carray, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -24,7 +24,6 @@ from .e1_layout import (
     BLOCK,
     CENTRED,
     H_BUDGET,
-    H_CELLC,
     H_HEAD,
     H_K,
     H_NA,
@@ -47,12 +46,14 @@ from .e1_layout import (
     S_AGG_A,
     S_AGG_M,
     S_BLOCKS,
+    S_CELLC,
     S_COMPX,
     S_CPRIOR,
     S_DIRC,
     S_KAPPA,
     S_LEVC,
     S_OPS,
+    S_RESC,
     S_SHARE_B,
     S_SUBC,
     S_TAU,
@@ -61,11 +62,12 @@ from .e1_layout import (
     S_TWEIGHT,
     TO_MEANS,
 )
-from .kernels import H_D, H_E, H_G, H_J, H_L, LOG_2PI, fsec, gaussian_logp_grad, isec
+from .kernel_cache import callback, kernel
+from .kernels import H_D, H_E, H_G, H_J, LOG_2PI, fsec, gaussian_logp_grad, isec
 from .prior_kernels import prior_logp
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _sigmas(x, F, Z):
     nc, h = Z[H_NCOMP], Z[H_HEAD]
     cx, kappa = isec(Z, h + S_COMPX), fsec(F, Z, h + S_KAPPA)
@@ -82,7 +84,7 @@ def _sigmas(x, F, Z):
     return v, sig2, sig
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _budget(v, F, Z, dv):
     """The variance budget's log density on the variances (e1_priors.budget_logp), its
     gradient added into dv."""
@@ -120,14 +122,18 @@ def _budget(v, F, Z, dv):
     return lp
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _residuals(x, F, Z, sig2):
     """Residual variance per task around σ_residual² (variance_partition._residual_variances):
     (s2e, u, w, Σ tw w, τ)."""
     K, h = Z[H_K], Z[H_HEAD]
     res = Z[H_RES]
-    if K <= 1:
-        return np.full(1, sig2[res]), np.zeros(1), np.ones(1), 1.0, 1.0
+    if K <= 1:  # one residual variance per group, each a component of its own
+        resc = isec(Z, h + S_RESC)
+        s2e = np.empty(len(resc))
+        for g in range(len(resc)):
+            s2e[g] = sig2[resc[g]]
+        return s2e, np.zeros(1), np.ones(1), 1.0, 1.0
     basis, tw = fsec(F, Z, h + S_TBASIS), fsec(F, Z, h + S_TWEIGHT)
     z = x[Z[H_ZRES]:Z[H_ZRES] + K - 1]
     u, w = np.zeros(K), np.empty(K)
@@ -140,7 +146,7 @@ def _residuals(x, F, Z, sig2):
     return sig2[res] * w / S, u, w, S, math.exp(x[Z[H_TAU]])
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _block(x, F, Z, b, sig):
     """A block's contribution: (vector in its target's space, the block's scale)."""
     blocks = isec(Z, Z[H_HEAD] + S_BLOCKS)
@@ -157,11 +163,11 @@ def _block(x, F, Z, b, sig):
     return out * scale, mat, rows
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def e1_logp_grad(x, F, Z, grad):
     """log p(x) of E1's PyMC model (up to nothing: the same constants), gradient into grad."""
     nc, h, nb = Z[H_NCOMP], Z[H_HEAD], Z[H_NB]
-    D, G, J, L, E = Z[H_D], Z[H_G], Z[H_J], Z[H_L], Z[H_E]
+    D, G, J, E = Z[H_D], Z[H_G], Z[H_J], Z[H_E]
     grad[:] = 0.0
     v, sig2, sig = _sigmas(x, F, Z)
     dv, dsig, dsig2 = np.zeros(nc), np.zeros(nc), np.zeros(nc)
@@ -183,9 +189,10 @@ def e1_logp_grad(x, F, Z, grad):
         xo, n, comp, kind = blocks[b * BLOCK], blocks[b * BLOCK + 1], blocks[b * BLOCK + 2], \
             blocks[b * BLOCK + 3]
         if kind == OWN_PRIOR:
-            lb, d = prior_logp(fsec(F, Z, comp), x[xo])
-            lp += lb
-            grad[xo] += d
+            for j in range(n):
+                lb, d = prior_logp(fsec(F, Z, comp), x[xo + j])
+                lp += lb
+                grad[xo + j] += d
         elif kind == CENTRED:
             s = sig[comp]
             for j in range(n):
@@ -219,13 +226,17 @@ def e1_logp_grad(x, F, Z, grad):
     s2sub = np.empty(max(J, 1))
     for j in range(J):
         s2sub[j] = sig2[subc[j]]
-    s2lp = np.empty(max(L, 1))
-    for lev in range(L):
-        s2lp[lev] = sig2[levc[lev]]
-    cc = Z[H_CELLC]
-    s2cp = np.full(1, sig2[cc] if cc >= 0 else 0.0)
+    s2lp = np.empty(max(len(levc), 1))
+    for q in range(len(levc)):
+        s2lp[q] = sig2[levc[q]]
+    cellc = isec(Z, h + S_CELLC)
+    s2cp = np.zeros(len(cellc))
+    for q in range(len(cellc)):
+        if cellc[q] >= 0:
+            s2cp[q] = sig2[cellc[q]]
     df, ds2e = np.zeros(D), np.zeros(G)
-    ds2sub, ds2cp, ds2lp, do = np.zeros(max(J, 1)), np.zeros(1), np.zeros(max(L, 1)), \
+    ds2sub, ds2cp, ds2lp, do = np.zeros(max(J, 1)), np.zeros(len(cellc)), \
+        np.zeros(max(len(levc), 1)), \
         np.zeros(max(E, 1))
     lp += gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2cp,
                              ds2lp, do)
@@ -245,13 +256,16 @@ def e1_logp_grad(x, F, Z, grad):
                 grad[zo + j] += basis[k * (K - 1) + j] * du
         grad[Z[H_TAU]] += dtau * tau + 1.0
     else:
-        dsig2[res] += ds2e[0]
+        resc = isec(Z, h + S_RESC)
+        for g in range(len(resc)):
+            dsig2[resc[g]] += ds2e[g]
     for j in range(J):
         dsig2[subc[j]] += ds2sub[j]
-    for lev in range(L):
-        dsig2[levc[lev]] += ds2lp[lev]
-    if cc >= 0:
-        dsig2[cc] += ds2cp[0]
+    for q in range(len(levc)):
+        dsig2[levc[q]] += ds2lp[q]
+    for q in range(len(cellc)):
+        if cellc[q] >= 0:
+            dsig2[cellc[q]] += ds2cp[q]
     for b in range(nb):
         xo, n, comp, kind = blocks[b * BLOCK], blocks[b * BLOCK + 1], blocks[b * BLOCK + 2], \
             blocks[b * BLOCK + 3]
@@ -274,7 +288,7 @@ def e1_logp_grad(x, F, Z, grad):
     return lp
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def e1_expand(x, F, Z, out):
     """The trace values nutpie stores: the free vector, then every other variable of the PyMC
     model's posterior (ops table, in its order)."""
@@ -286,7 +300,8 @@ def e1_expand(x, F, Z, out):
         if op == OP_COPY:
             out[at:at + size] = x[arg:arg + size]
         elif op == OP_EXP:
-            out[at] = math.exp(x[arg])
+            for j in range(size):
+                out[at + j] = math.exp(x[arg + j])
         elif op == OP_TOTAL:
             out[at] = math.sqrt(np.sum(v))
         elif op == OP_SIGMA:
@@ -300,7 +315,7 @@ def e1_expand(x, F, Z, out):
             out[at:at + size] = np.sqrt(s2e[:size])
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _block_effect(x, F, Z, b, sig):
     """A block's effect on its own dims (basis G times the coordinates, times σ if
     non-centred)."""
@@ -332,14 +347,14 @@ EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double
                          types.CPointer(types.double), types.voidptr)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _arrays(user_data):
     hdr = carray(user_data, (4,), dtype=np.int64)
     return (carray(_pointer(hdr[0]), (hdr[1],), dtype=np.float64),
             carray(_pointer(hdr[2]), (hdr[3],), dtype=np.int64))
 
 
-@cfunc(LOGP_SIG, cache=True, error_model="numpy")
+@callback(LOGP_SIG)
 def e1_logp_c(dim, x_, out_, logp_, user_data):
     F, Z = _arrays(user_data)
     if dim != Z[H_NX]:
@@ -359,7 +374,7 @@ def e1_logp_c(dim, x_, out_, logp_, user_data):
     return 0
 
 
-@cfunc(EXPAND_SIG, cache=True, error_model="numpy")
+@callback(EXPAND_SIG)
 def e1_expand_c(dim, expanded, x_, out_, user_data):
     F, Z = _arrays(user_data)
     if dim != Z[H_NX]:

@@ -3,11 +3,10 @@ the slot and section numbers ``fast_e1.py`` writes and ``e1_kernels.py`` reads (
 packing does not import, and so compile, the kernels)."""
 
 # Header slots of the head (Z[20:40]); sections are relative to Z[H_HEAD].
-H_NCOMP, H_BUDGET, H_HEAD, H_NB, H_K, H_RES, H_CELLC, H_TAU, H_ZRES = 20, 21, 22, 23, 24, 25, \
-    26, 27, 28
+H_NCOMP, H_BUDGET, H_HEAD, H_NB, H_K, H_RES, H_TAU, H_ZRES = 20, 21, 22, 23, 24, 25, 27, 28
 H_NA, H_NX, H_NOPS = 30, 31, 32
 (S_COMPX, S_KAPPA, S_CPRIOR, S_AGG, S_AGG_A, S_SHARE_B, S_TOTAL, S_DIRC, S_LEVC, S_SUBC,
- S_BLOCKS, S_TAU, S_TBASIS, S_TWEIGHT, S_OPS, S_AGG_M) = range(16)
+ S_BLOCKS, S_TAU, S_TBASIS, S_TWEIGHT, S_OPS, S_AGG_M, S_RESC, S_CELLC) = range(18)
 BLOCK = 7  # x offset, size, component (or prior section), kind, M section, G section, target
 CENTRED, NON_CENTRED, OWN_PRIOR = 0, 1, 2
 TO_MEANS, TO_OFFSETS = 0, 1

@@ -74,13 +74,16 @@ def pack_likelihood(p: Pack, stats: SufficientStats, n_cell_params: int = 1,
     p.f(stats.group_df)
     p.f([stats.sum_log_n])
     for t, (table, ks) in enumerate(zip(stats.tables, stats.ks, strict=True)):
-        s = p.f(table.design_rows)
+        rows, cols = np.nonzero(table.design_rows)
+        s = p.f(table.design_rows[rows, cols])
         if t == 0:
             h[kk.H_TABLES] = s
         p.i(table.pattern_design)
         p.i(table.pattern_group)
         for arr in (table.pat_n, table.pat_count, table.pat_sum, table.pat_sumsq, ks):
             p.f(arr)
+        p.i(np.searchsorted(rows, np.arange(len(table.design_rows) + 1)))
+        p.i(cols)
     cell = stats.cell
     E = 0 if stats.comp_weights is None else stats.comp_weights.shape[1]
     h[kk.H_E] = E
@@ -144,6 +147,24 @@ def e1_fast_path(vpm) -> tuple[FastE1, tuple] | None:
     return fast, (e1_logp_c, e1_expand_c)
 
 
+def free_layout(model) -> tuple[list[str], list[tuple[int, ...]], dict[str, int]]:
+    """The free vector: PyMC's value variables in order (names, shapes, each random
+    variable's offset)."""
+    names, shapes, offsets, at = [], [], {}, 0
+    for rv in model.free_RVs:
+        shape = _shape(model, rv.name)
+        names.append(model.rvs_to_values[rv].name)
+        shapes.append(shape)
+        offsets[rv.name] = at
+        at += math.prod(shape)
+    return names, shapes, offsets
+
+
+def reparameterized(model) -> list[str]:
+    return [model.rvs_to_values[rv].name for rv in model.free_RVs
+            if model.rvs_to_transforms.get(rv) is not None]
+
+
 def pack_e1(vpm, stats: SufficientStats) -> tuple[FastE1 | None, str]:
     """The fast path's arrays for a ``VariancePartitionModel`` (Gaussian); (None, why) when a
     prior or a variable of its PyMC model has no kernel."""
@@ -156,15 +177,7 @@ def pack_e1(vpm, stats: SufficientStats) -> tuple[FastE1 | None, str]:
     h = p.header
     pack_likelihood(p, stats)
     budget = vpm.prior_structure == "budget"
-    # the free vector: PyMC's value variables in order
-    names, shapes, offsets, at = [], [], {}, 0
-    for rv in model.free_RVs:
-        value = model.rvs_to_values[rv].name
-        shape = _shape(model, rv.name)
-        names.append(value)
-        shapes.append(shape)
-        offsets[rv.name] = at
-        at += math.prod(shape)
+    names, shapes, offsets = free_layout(model)
     comp_x = np.zeros(len(comps), dtype=np.int64)
     comp_prior = np.zeros((len(comps), 4))
     blocks, block_of = [], {}
@@ -297,14 +310,12 @@ def pack_e1(vpm, stats: SufficientStats) -> tuple[FastE1 | None, str]:
         at += size
     p.i(np.array(ops, dtype=np.int64).ravel())
     p.i([len(m) for m in aggs.values()])
+    p.i([cidx["residual"]])
+    p.i([cidx.get(chain.leaf_component, -1)])
     h[ek.H_NCOMP], h[ek.H_BUDGET], h[ek.H_NB] = len(comps), int(budget), len(blocks)
     h[ek.H_K], h[ek.H_RES] = K, cidx["residual"]
-    h[ek.H_CELLC] = cidx.get(chain.leaf_component, -1)
     h[ek.H_NA], h[ek.H_NX], h[ek.H_NOPS] = len(agg_names), sum(math.prod(s) for s in shapes), \
         len(ops)
     F, Z = p.arrays()
-    reparam = [model.rvs_to_values[rv].name for rv in model.free_RVs
-               if model.rvs_to_transforms.get(rv) is not None]
-    init = np.zeros(int(h[ek.H_NX]))
-    return FastE1(F, Z, int(h[ek.H_NX]), names, shapes, trace_names, trace_shapes, reparam,
-                  init), ""
+    return FastE1(F, Z, int(h[ek.H_NX]), names, shapes, trace_names, trace_shapes,
+                  reparameterized(model), np.zeros(int(h[ek.H_NX]))), ""

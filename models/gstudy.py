@@ -36,6 +36,7 @@ from .base import BayesianModel, flat_draws
 from .likelihood import CellLeaves
 from .options import check_likelihood
 from .recursion import pt_segment_sum
+from .spec import zero_sum_basis
 from .stacked import StackedStats, stacked_marginal_logp, stacked_prior_logp
 
 FACETS = ("school", "district")
@@ -178,8 +179,7 @@ class GStudyModel(BayesianModel):
             mu = self._per_dimension("intercept")
             sig = {c: self._sigma(c) for c in self.components
                    if not (self.correlated and c == "teacher")}
-            rater = pm.ZeroSumNormal("rater_effect", sigma=sig["rater"][:, None],
-                                     dims=("dimension", "rater"), n_zerosum_axes=1)
+            rater = self._rater_effect(sig["rater"])
             s2 = {c: sig[c] ** 2 for c in ("teacher", *self.facets) if c in sig}
             if self.likelihood == "student":
                 self._student(a, mu, rater, sig, s2, n_dim, n_lesson)
@@ -204,6 +204,25 @@ class GStudyModel(BayesianModel):
                     sig["residual"] ** 2, s2, pt, pt_segment_sum))
         self.model = model
         return model
+
+    def _rater_effect(self, sigma):
+        """Zero-sum over raters within each dimension: an orthonormal basis times N(0, σ_d)
+        coordinates, the distribution of ``pm.ZeroSumNormal`` (as E1's effects, and what the
+        compiled fast path samples)."""
+        n = len(self.coords["rater"])
+        pm.modelcontext(None).add_coord("rater_basis", [str(i + 1) for i in range(n - 1)])
+        z = pm.Normal("rater_effect_free", 0.0, sigma[:, None], dims=("dimension",
+                                                                      "rater_basis"))
+        return pm.Deterministic("rater_effect", pt.dot(z, zero_sum_basis([n]).T),
+                                dims=("dimension", "rater"))
+
+    def fast_path(self) -> tuple[Any, tuple] | None:
+        """The compiled kernels (fast_gstudy.py) for the independent Gaussian G-study."""
+        if self.likelihood != "gaussian" or self.correlated:
+            return None
+        from .fast_gstudy import gstudy_fast_path
+
+        return gstudy_fast_path(self)
 
     def _student(self, a, mu, rater, sig, s2, n_dim: int, n_lesson: int) -> None:
         nu = 2.0 + self._per_dimension("nu_minus_2")

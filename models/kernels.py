@@ -2,8 +2,8 @@
 
 The PyMC graph of a model is compiled anew for every data set (its data are constants of the
 graph): 15 s on the small preset, 35–85 s at reference size. These kernels take the data as
-arrays instead, so numba compiles them once per installation (``cache=True``: the machine code
-is kept beside this file, or in ``NUMBA_CACHE_DIR``) and every later fit only loads them.
+arrays instead, so numba compiles them once per installation (kernel_cache.py: on disk, keyed
+by the kernels' sources) and every later fit only loads them.
 
 The data travel in two flat arrays: ``F`` (float64) and ``Z`` (int64). ``Z`` starts with a
 header of sizes and section numbers (the ``H_*`` slots below) and a table of sections
@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from .kernel_cache import kernel
 
 LOG_2PI = math.log(2.0 * math.pi)
 HEADER = 64  # header slots at the start of Z; the section table follows
@@ -27,51 +28,55 @@ HEADER = 64  # header slots at the start of Z; the section table follows
 H_D, H_G, H_J, H_L, H_E = 0, 1, 2, 3, 4  # design cells, groups, sub-levels, levels, offsets
 H_GLOBAL, H_TABLES, H_CELLS, H_LEVELS = 6, 7, 8, 9  # first section of each part
 H_CONST = 10  # the recursion's constant, in F at this section
+# A table's sections: design-row values (sparse), pattern → row, pattern → group, ratings per
+# node, nodes, Σ S, Σ S², children per sub-level, row pointers, row columns.
+TABLE = 10
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def fsec(F, Z, s):
     o = Z[HEADER + 2 * s]
     return F[o:o + Z[HEADER + 2 * s + 1]]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def isec(Z, s):
     o = Z[HEADER + 2 * s]
     return Z[o:o + Z[HEADER + 2 * s + 1]]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _row_means(F, Z, t, f):
-    """Σ_d n_kd f_d per distinct design row of table ``t``."""
-    D = Z[H_D]
-    dr = fsec(F, Z, Z[H_TABLES] + 8 * t)
-    R = len(dr) // D
+    """Σ_d n_kd f_d per distinct design row of table ``t`` (rows stored sparse: a G-study's
+    lessons hold a few of 228 design cells in thousands of combinations)."""
+    base = Z[H_TABLES] + TABLE * t
+    val, ptr, col = fsec(F, Z, base), isec(Z, base + 8), isec(Z, base + 9)
+    R = len(ptr) - 1
     out = np.zeros(R)
     for r in range(R):
         acc = 0.0
-        for d in range(D):
-            acc += dr[r * D + d] * f[d]
+        for q in range(ptr[r], ptr[r + 1]):
+            acc += val[q] * f[col[q]]
         out[r] = acc
     return out
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _row_grad(F, Z, t, d_row, df):
-    D = Z[H_D]
-    dr = fsec(F, Z, Z[H_TABLES] + 8 * t)
-    for r in range(len(d_row)):
+    base = Z[H_TABLES] + TABLE * t
+    val, ptr, col = fsec(F, Z, base), isec(Z, base + 8), isec(Z, base + 9)
+    for r in range(len(ptr) - 1):
         g = d_row[r]
         if g != 0.0:
-            for d in range(D):
-                df[d] += g * dr[r * D + d]
+            for q in range(ptr[r], ptr[r + 1]):
+                df[col[q]] += g * val[q]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _noise(F, Z, t, depth, s2e, s2sub):
     """Per pattern of table ``t``: the variance of one depth-level node's mean residual given
     its own effect (likelihood._noise)."""
-    base = Z[H_TABLES] + 8 * t
+    base = Z[H_TABLES] + TABLE * t
     grp, pat_n, ks = isec(Z, base + 2), fsec(F, Z, base + 3), fsec(F, Z, base + 7)
     K = len(pat_n)
     out = np.empty(K)
@@ -86,9 +91,9 @@ def _noise(F, Z, t, depth, s2e, s2sub):
     return out
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _noise_grad(F, Z, t, depth, dnoise, ds2e, ds2sub):
-    base = Z[H_TABLES] + 8 * t
+    base = Z[H_TABLES] + TABLE * t
     grp, pat_n, ks = isec(Z, base + 2), fsec(F, Z, base + 3), fsec(F, Z, base + 7)
     for k in range(len(pat_n)):
         a = dnoise[k]
@@ -101,17 +106,17 @@ def _noise_grad(F, Z, t, depth, dnoise, ds2e, ds2sub):
         ds2e[grp[k]] += a * prod / pat_n[k]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _resid(F, Z, t, g_row, k):
     """Σ over the nodes of pattern k of (S − g_k)², and its derivative in g_k."""
-    base = Z[H_TABLES] + 8 * t
+    base = Z[H_TABLES] + TABLE * t
     pd = isec(Z, base + 1)
     cnt, A, Q = fsec(F, Z, base + 4), fsec(F, Z, base + 5), fsec(F, Z, base + 6)
     g = g_row[pd[k]]
     return Q[k] - 2.0 * g * A[k] + cnt[k] * g * g, -2.0 * A[k] + 2.0 * cnt[k] * g
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _level1(F, Z, f, s2e, df, ds2e):
     D, G = Z[H_D], Z[H_G]
     gb = Z[H_GLOBAL]
@@ -145,14 +150,14 @@ def _level1(F, Z, f, s2e, df, ds2e):
     return lp
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _sub_levels(F, Z, f, s2e, s2sub, df, ds2e, ds2sub):
     """Σ over the sub-levels' parents of log R, children integrated in closed form."""
     J = Z[H_J]
     lp = 0.0
     for lev in range(1, J + 1):
         c, p = lev - 1, lev
-        cb, pb = Z[H_TABLES] + 8 * c, Z[H_TABLES] + 8 * p
+        cb, pb = Z[H_TABLES] + TABLE * c, Z[H_TABLES] + TABLE * p
         c_n, p_n = fsec(F, Z, cb + 3), fsec(F, Z, pb + 3)
         p_cnt, p_ks = fsec(F, Z, pb + 4), fsec(F, Z, pb + 7)
         s = s2sub[lev - 1]
@@ -193,7 +198,7 @@ def _sub_levels(F, Z, f, s2e, s2sub, df, ds2e, ds2sub):
     return lp
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _tree(F, Z, m0, s0, s2lp, dm0, ds0, ds2lp):
     """The nested levels above the cells (recursion.nested_logp) and the reverse pass:
     fills dm0, ds0 (per cell) and ds2lp (per level parameter)."""
@@ -260,7 +265,7 @@ def _tree(F, Z, m0, s0, s2lp, dm0, ds0, ds2lp):
     return lp
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2cp, ds2lp,
                        do):
     """log p(data | f, σ's, offsets) with every nested effect integrated out; the gradient is
@@ -275,7 +280,7 @@ def gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2
     comp, W, cpar = isec(Z, cb + 3), fsec(F, Z, cb + 4), isec(Z, cb + 5)
     noise = _noise(F, Z, J, J, s2e, s2sub)
     g_row = _row_means(F, Z, J, f)
-    pd = isec(Z, Z[H_TABLES] + 8 * J + 1)
+    pd = isec(Z, Z[H_TABLES] + TABLE * J + 1)
     n_comp = len(W) // E if E > 0 else 0
     ocomp = np.zeros(max(n_comp, 1))
     for j in range(n_comp):

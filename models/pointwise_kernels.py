@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .kernel_cache import kernel
 
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@kernel(parallel=True)
 def leaves_logp(cell_n, cell_sum, cell_sq, pair_start, pair_design, pair_n, pair_sum,
                 cell_cidx, cell_eidx, cell_comp, comp_w, level_idx, level_start, level_top,
                 node_lidx, n_top, f, s2cell, s2e, s2lev, offset):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from .kernel_cache import kernel
 
 # code: (distribution, parameter names in order)
 CODES = {
@@ -40,7 +41,7 @@ def encode(prior, positive: bool) -> np.ndarray | None:
     return None
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def prior_logp(spec, x):
     """(log density at x, its derivative in x)."""
     code = int(spec[0])

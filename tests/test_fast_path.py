@@ -51,11 +51,16 @@ def _split_adds(fgraph, node):
 
 
 def _check_equal(model: VariancePartitionModel, n_points: int = 3) -> None:
-    from misalign.models.e1_kernels import e1_logp_grad
-
     pm_model = model.build_model()
     fast, why = pack_e1(model, model.sufficient_stats())
     assert fast is not None, why
+    _compare(pm_model, fast, n_points)
+
+
+def _compare(pm_model, fast, n_points: int) -> None:
+    """Value and gradient of the kernels against the PyMC model at random points."""
+    from misalign.models.e1_kernels import e1_logp_grad
+
     # The Python linker without rewrites: the graph exactly as written, nothing compiled.
     mode = Mode(linker="py", optimizer=None)
     logp = pm_model.compile_logp(mode=mode)
@@ -203,3 +208,24 @@ def test_compiled_pointwise_likelihood_equals_numpy(small_data, source):
     np.testing.assert_allclose(leaves.logp_compiled(f, per_leaf, s2e, per_node, off),
                                leaves.logp(f, per_leaf, s2e, per_node, off), rtol=1e-10,
                                atol=1e-8)
+
+
+@pytest.mark.parametrize("facets", [(), ("school",)], ids=["teacher", "school"])
+def test_gstudy_equals_pymc(facets):
+    """The independent Gaussian G-study: dimensions stacked as residual groups, lessons as
+    cells with their dimension's variance, teachers (and schools) with theirs."""
+    from misalign.data.simulate_experts import simulate_experts
+    from misalign.models.fast_gstudy import pack_gstudy
+    from misalign.models.gstudy import GStudyModel
+
+    ratings, _ = simulate_experts(n_teachers=12, lessons=3, segments=3, n_raters=5,
+                                  dimensions=("A", "B", "C"), seed=3)
+    f = ratings.frame.sample(frac=0.8, random_state=1)  # unequal cells, missing ratings
+    if facets:
+        f["school"] = "s" + (f["teacher"].str[1:].astype(int) % 4).astype(str)
+    model = GStudyModel(type(ratings)(f.reset_index(drop=True), "t", {}, []), facets=facets,
+                        priors={"sigma_rater": Prior("HalfStudentT", nu=3.0, sigma=0.5)})
+    pm_model = model.build_model()
+    fast, why = pack_gstudy(model)
+    assert fast is not None, why
+    _compare(pm_model, fast, n_points=3)
