@@ -14,6 +14,8 @@ Rows
 - ``startup``: a fit after install (empty caches), on a new data set and a refit, small and
   reference presets, with the compiled fast path and with the PyMC graph (benchmarks/startup.py).
 - ``lme4``: lme4's REML point estimate (``Rscript``) beside misalign on the same data.
+- ``gstudy``: the G-study on the NCTE file; ``sensitivity``: ``misalign sensitivity`` at
+  reference size (both with the fast path; the G-study also with the PyMC graph).
 Compare ratios within one run only: absolute times move with the machine's load.
 """
 
@@ -256,9 +258,9 @@ def design_rows(quick: bool, workdir: Path, sampler: str, skip: set[str]) -> lis
 
 OTHER_DRAWS = [100]  # --other-draws: tune = draws for the naive and bambi fits
 
-COLUMNS = ["benchmark", "variant", "sampler", "n_ratings", "wall_s", "compile_s", "sample_s",
-           "us_per_grad", "min_ess", "min_ess_per_s", "max_rhat", "divergences", "peak_mb",
-           "gate", "ratio", "ratio_of", "platform", "error"]
+COLUMNS = ["benchmark", "variant", "sampler", "n_ratings", "wall_s", "fit_s", "compile_s",
+           "sample_s", "us_per_grad", "min_ess", "min_ess_per_s", "max_rhat", "divergences",
+           "peak_mb", "gate", "ratio", "ratio_of", "platform", "error"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
     ap.add_argument("--rows", default="reference,design,scaling,student",
                     help="comma-separated subset of reference,design,scaling,student,measure,"
-                    "startup,lme4")
+                    "startup,lme4,gstudy,sensitivity")
     ap.add_argument("--sampler", default="nutpie", choices=["nutpie", "numpyro", "pymc"])
     ap.add_argument("--skip", default="", help="competitors to skip: naive,bambi")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for CSV/JSON")
@@ -301,10 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows += scaling_rows(args.quick, work, args.sampler)
             elif name == "student":
                 rows += student_rows(args.quick, work, args.sampler)
-            elif name in ("startup", "lme4"):
-                from startup import lme4_rows, startup_rows
+            elif name in ("startup", "lme4", "gstudy", "sensitivity"):
+                import startup
 
-                fn = startup_rows if name == "startup" else lme4_rows
+                fn = getattr(startup, f"{name}_rows")
                 rows += fn(args.quick, work, TIMEOUT[0], EXTRA_FIT_ARGS)
             elif name == "measure":
                 new = measure_rows(args.quick, work, args.sampler)

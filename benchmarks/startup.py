@@ -156,3 +156,59 @@ def lme4_rows(quick: bool, workdir: Path, timeout: float, extra: list[str]) -> l
         for x in (ours, row):
             print("row:", json.dumps(x), file=sys.stderr, flush=True)
     return rows
+
+
+NCTE = HERE.parent.parent / "shared" / "data" / "ncte_class" / "class_ratings.csv"
+
+
+def gstudy_rows(quick: bool, workdir: Path, timeout: float, extra: list[str]) -> list[dict]:
+    """The G-study on the NCTE CLASS file (12 dimensions): fast path and PyMC graph."""
+    if not NCTE.exists():
+        return [{"benchmark": "gstudy", "variant": "skipped", "error": f"no {NCTE}"}]
+    rows = []
+    for path, env in (("fast path", {}), ("PyMC graph (numba)", {"MISALIGN_FAST_PATH": "0"})):
+        res = workdir / "gstudy.nc"
+        r = _run([sys.executable, "-m", "misalign.cli", "gstudy", str(NCTE), "--format",
+                  "ncte-class", "--json", "--no-progress", "--strict", "--out", str(res),
+                  *extra], env, timeout)
+        row = {"benchmark": "gstudy", "variant": "NCTE CLASS, 12 dimensions", "sampler": path,
+               "wall_s": r["wall_s"]}
+        if r["rc"] not in (0, 3):
+            row["error"] = (r["stderr"].strip().splitlines() or [str(r["rc"])])[-1][:300]
+        else:
+            payload = json.loads(r["stdout"])
+            timing = payload["fit"].get("timing", {})
+            row.update(compile_s=timing.get("compile_s"), sample_s=timing.get("sample_s"),
+                       gate="pass" if payload["gate"]["passed"] else "FAIL",
+                       n_ratings=sum(payload["data"]["ratings"].values())
+                       if isinstance(payload["data"].get("ratings"), dict)
+                       else payload["data"].get("ratings"))
+        rows.append(row)
+        print("row:", json.dumps(row), file=sys.stderr, flush=True)
+    if all("error" not in r for r in rows):
+        rows[1]["ratio"] = rows[1]["wall_s"] / rows[0]["wall_s"]
+        rows[1]["ratio_of"] = "wall time ÷ the fast path's"
+    return rows
+
+
+def sensitivity_rows(quick: bool, workdir: Path, timeout: float, extra: list[str]
+                     ) -> list[dict]:
+    """``misalign sensitivity`` (power-scaling and the refit sweep, 2 workers) on a fit of
+    the reference preset (small with --quick)."""
+    preset = "small" if quick else "reference"
+    data = _simulate(preset, 104, workdir / f"sens-{preset}", timeout)
+    res = data / "e1.nc"
+    fit = _run([sys.executable, "-m", "misalign.cli", "fit", str(data / "ratings.parquet"),
+                "--tasks", str(data / "tasks.csv"), "--no-progress", "--out", str(res),
+                *extra], {}, timeout)
+    row = {"benchmark": "sensitivity", "variant": f"{preset}: power-scaling + refits, 2 workers",
+           "sampler": "fast path", "fit_s": fit["wall_s"]}
+    if fit["rc"] not in (0, 3):
+        return [row | {"error": fit["stderr"][-300:]}]
+    r = _run([sys.executable, "-m", "misalign.cli", "sensitivity", str(res), "--workers", "2",
+              "--no-progress", "--out", str(workdir / "sens-out"), *extra], {}, timeout)
+    row["wall_s"] = r["wall_s"]
+    if r["rc"] != 0:
+        row["error"] = (r["stderr"].strip().splitlines() or [str(r["rc"])])[-1][:300]
+    print("row:", json.dumps(row), file=sys.stderr, flush=True)
+    return [row]
