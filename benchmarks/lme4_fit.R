@@ -4,7 +4,7 @@
 suppressMessages(library(lme4))
 args <- commandArgs(trailingOnly = TRUE)
 t0 <- proc.time()[["elapsed"]]
-d <- read.csv(args[1], colClasses = c(rep("factor", 11), "numeric"))
+d <- read.csv(args[1], colClasses = c(rep("factor", 14), "numeric"))
 t1 <- proc.time()[["elapsed"]]
 # The components misalign's E1 reports, but the experts' severity (a weighted multi-membership
 # effect lme4 has no term for; the simulated reference here is a single expert mean).

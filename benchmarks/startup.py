@@ -9,7 +9,7 @@ same run, with the PyMC graph compiled by numba (``MISALIGN_FAST_PATH=0``):
 - *refit*: that data set again.
 
 ``lme4``: the REML point estimate of the same variance components through ``Rscript`` on the
-same simulated data (0.1× and 1× the reference preset), beside misalign's full posterior on
+same simulated data (0.01× and 0.1× the reference preset), beside misalign's full posterior on
 that file; skipped with a note when R or lme4 is missing (Debian: r-base-core r-cran-lme4).
 """
 
@@ -136,7 +136,9 @@ def lme4_rows(quick: bool, workdir: Path, timeout: float, extra: list[str]) -> l
     if why:
         return [{"benchmark": "lme4", "variant": "skipped", "error": why}]
     rows = []
-    for scale in (0.1,) if quick else (0.1, 1.0):
+    # lme4 at 0.1× the reference preset (110,880 ratings, 14 random terms) ran > 14 min on this
+    # machine, so 1× (1.1 M) is not attempted: its ratio is bounded by the 0.1× row's.
+    for scale in (0.01,) if quick else (0.01, 0.1):
         data = _simulate("reference", 103, workdir / f"lme4-{scale:g}", timeout, scale)
         ours = {"benchmark": "lme4", "variant": f"{scale:g}x reference: misalign (posterior)",
                 "sampler": "fast path"} | _fit(data, {}, timeout, extra)
