@@ -199,11 +199,11 @@ def _sub_levels(F, Z, f, s2e, s2sub, df, ds2e, ds2sub):
 
 
 @kernel
-def _tree(F, Z, m0, s0, s2lp, dm0, ds0, ds2lp):
-    """The nested levels above the cells (recursion.nested_logp) and the reverse pass:
-    fills dm0, ds0 (per cell) and ds2lp (per level parameter)."""
-    L = Z[H_L]
-    lb = Z[H_LEVELS]
+def _tree(F, Z, first, m0, s0, s2lp, dm0, ds0, ds2lp):
+    """The nested levels from level ``first`` up (recursion.nested_logp; ``m0``, ``s0`` the
+    nodes below it) and the reverse pass: fills dm0, ds0 and ds2lp (per level parameter)."""
+    L = Z[H_L] - first
+    lb = Z[H_LEVELS] + 3 * first
     sizes = np.empty(L + 1, dtype=np.int64)
     sizes[0] = len(m0)
     for lev in range(L):
@@ -246,23 +246,28 @@ def _tree(F, Z, m0, s0, s2lp, dm0, ds0, ds2lp):
         for q in range(sizes[lev + 1]):
             p = b + q
             ds2lp[ppar[q]] += gS[p]
-            bb, la = B[p], Lam[p]
-            dB = (bb + gM[p]) / la
-            dLam = -0.5 / la - 0.5 * bb * bb / (la * la) - gM[p] * bb / (la * la) \
-                - gS[p] / (la * la)
-            gM[p] = dB  # reuse: the parent's dB and dLam for its children
-            gS[p] = dLam
+            gM[p], gS[p] = _parent_grad(B[p], Lam[p], gM[p], gS[p])
         for i in range(sizes[lev]):
             p = b + idx[i]
-            lam = 1.0 / S[a + i]
-            m = M[a + i]
-            dm = -lam * m + gM[p] * lam
-            dlam = 0.5 / lam - 0.5 * m * m + gM[p] * m + gS[p]
-            gM[a + i] = dm
-            gS[a + i] = -lam * lam * dlam
+            gM[a + i], gS[a + i] = _child_grad(M[a + i], S[a + i], gM[p], gS[p])
     dm0[:] = gM[:sizes[0]]
     ds0[:] = gS[:sizes[0]]
     return lp
+
+
+@kernel
+def _parent_grad(bb, la, gm, gs):
+    """A parent's (dB, dΛ) from the gradient in its mean B/Λ and variance σ² + 1/Λ."""
+    return ((bb + gm) / la,
+            -0.5 / la - 0.5 * bb * bb / (la * la) - gm * bb / (la * la) - gs / (la * la))
+
+
+@kernel
+def _child_grad(m, s, db, dlam_parent):
+    """A child's (dm, ds) from its parent's (dB, dΛ)."""
+    lam = 1.0 / s
+    dlam = 0.5 / lam - 0.5 * m * m + db * m + dlam_parent
+    return -lam * m + db * lam, -lam * lam * dlam
 
 
 @kernel
@@ -276,7 +281,7 @@ def gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2
     if J > 0:
         lp += _sub_levels(F, Z, f, s2e, s2sub, df, ds2e, ds2sub)
     cb = Z[H_CELLS]
-    node_pat, node_n, node_sum = isec(Z, cb), fsec(F, Z, cb + 1), fsec(F, Z, cb + 2)
+    node_pat, node_sum = isec(Z, cb), fsec(F, Z, cb + 2)
     comp, W, cpar = isec(Z, cb + 3), fsec(F, Z, cb + 4), isec(Z, cb + 5)
     noise = _noise(F, Z, J, J, s2e, s2sub)
     g_row = _row_means(F, Z, J, f)
@@ -288,28 +293,86 @@ def gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2
         for e in range(E):
             acc += W[j * E + e] * o[e]
         ocomp[j] = acc
-    C = len(node_pat)
-    m0, s0 = np.empty(C), np.empty(C)
-    for c in range(C):
-        k = node_pat[c]
-        m = (node_sum[c] - g_row[pd[k]]) / node_n[c]
-        if n_comp > 0:
-            m -= ocomp[comp[c]]
-        m0[c] = m
-        s0[c] = s2cp[cpar[k]] + noise[k]
-    dm0, ds0 = np.empty(C), np.empty(C)
-    lp += _tree(F, Z, m0, s0, s2lp, dm0, ds0, ds2lp)
+    C, L = len(node_pat), Z[H_L]
     K = len(noise)
     dnoise = np.zeros(K)
     d_row = np.zeros(len(g_row))
     docomp = np.zeros(max(n_comp, 1))
+    # The cells are the bulk (46,200 at reference size): read twice, their m recomputed in the
+    # reverse pass rather than stored, and everything that depends only on the pattern (λ,
+    # 1/n, log λ, the sums for the noise's gradient) done per pattern: no division or log per
+    # cell.
+    lb = Z[H_LEVELS]
+    idx0 = isec(Z, lb) if L > 0 else np.zeros(C, dtype=np.int64)
+    ppar0 = isec(Z, lb + 1) if L > 0 else np.zeros(0, dtype=np.int64)
+    n1 = len(ppar0) if L > 0 else C
+    lam1, b1 = np.zeros(n1), np.zeros(n1)
+    m1, s1 = np.empty(n1), np.empty(n1)
+    # Per pattern: a cell's precision and 1/n (no division or log per cell).
+    cnt = fsec(F, Z, Z[H_TABLES] + TABLE * J + 4)
+    lamk, invn = np.empty(K), np.empty(K)
+    pat_n = fsec(F, Z, Z[H_TABLES] + TABLE * J + 3)
+    for k in range(K):
+        lamk[k] = 1.0 / (s2cp[cpar[k]] + noise[k])
+        invn[k] = 1.0 / pat_n[k]
+        lp += 0.5 * cnt[k] * math.log(lamk[k])
+    if L > 0:
+        quad = 0.0
+        for c in range(C):
+            k = node_pat[c]
+            m = (node_sum[c] - g_row[pd[k]]) * invn[k]
+            if n_comp > 0:
+                m -= ocomp[comp[c]]
+            lam = lamk[k]
+            p = idx0[c]
+            lam1[p] += lam
+            b1[p] += lam * m
+            quad += lam * m * m
+        lp -= 0.5 * quad
+        for q in range(n1):
+            lp += -0.5 * math.log(lam1[q]) + 0.5 * b1[q] ** 2 / lam1[q]
+            m1[q] = b1[q] / lam1[q]
+            s1[q] = s2lp[ppar0[q]] + 1.0 / lam1[q]
+    else:  # no level above the cells: they are the top nodes
+        for k in range(K):
+            lp -= 0.5 * cnt[k] * math.log(lamk[k])  # the top terms below have their own
+        for c in range(C):
+            k = node_pat[c]
+            m1[c] = (node_sum[c] - g_row[pd[k]]) * invn[k]
+            if n_comp > 0:
+                m1[c] -= ocomp[comp[c]]
+            s1[c] = s2cp[cpar[k]] + noise[k]
+    dm1, ds1 = np.empty(n1), np.empty(n1)
+    lp += _tree(F, Z, 1 if L > 0 else 0, m1, s1, s2lp, dm1, ds1, ds2lp)
+    if L > 0:
+        for q in range(n1):
+            ds2lp[ppar0[q]] += ds1[q]
+            dm1[q], ds1[q] = _parent_grad(b1[q], lam1[q], dm1[q], ds1[q])
+    dlamk = np.zeros(K)  # Σ over a pattern's cells of d lp / d λ (to its noise and σ²)
     for c in range(C):
         k = node_pat[c]
-        d_row[pd[k]] -= dm0[c] / node_n[c]
+        if L > 0:
+            m = (node_sum[c] - g_row[pd[k]]) * invn[k]
+            if n_comp > 0:
+                m -= ocomp[comp[c]]
+            p = idx0[c]
+            lam = lamk[k]
+            dm = lam * (dm1[p] - m)
+            dlamk[k] += -0.5 * m * m + dm1[p] * m + ds1[p]
+        else:
+            dm = dm1[c]
+            dnoise[k] += ds1[c]
+        d_row[pd[k]] -= dm * invn[k]
         if n_comp > 0:
-            docomp[comp[c]] -= dm0[c]
-        ds2cp[cpar[k]] += ds0[c]
-        dnoise[k] += ds0[c]
+            docomp[comp[c]] -= dm
+    if L > 0:
+        for k in range(K):
+            ds = -lamk[k] ** 2 * (dlamk[k] + 0.5 * cnt[k] / lamk[k])
+            dnoise[k] += ds
+            ds2cp[cpar[k]] += ds
+    else:
+        for k in range(K):
+            ds2cp[cpar[k]] += dnoise[k]
     for j in range(n_comp):
         for e in range(E):
             do[e] += docomp[j] * W[j * E + e]

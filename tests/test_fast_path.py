@@ -229,3 +229,12 @@ def test_gstudy_equals_pymc(facets):
     fast, why = pack_gstudy(model)
     assert fast is not None, why
     _compare(pm_model, fast, n_points=3)
+
+
+def test_the_switch_turns_the_fast_path_off(monkeypatch):
+    from misalign.models.fast_sampler import ENV_SWITCH, enabled
+
+    monkeypatch.delenv(ENV_SWITCH, raising=False)
+    assert enabled()
+    monkeypatch.setenv(ENV_SWITCH, "0")
+    assert not enabled()

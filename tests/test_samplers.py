@@ -31,6 +31,9 @@ def nutpie_fit(tiny):
 def test_pymc_and_nutpie_agree(tiny, nutpie_fit):
     a, b = _fit(tiny, "pymc"), nutpie_fit
     assert a.model.fit_config["sampler"] == "pymc"
+    # nutpie runs the compiled kernels, PyMC's NUTS the PyMC graph: the same posterior
+    assert b.model.fit_config["timing"].get("fast_path") is True
+    assert "fast_path" not in a.model.fit_config["timing"]
     for res in (a, b):
         assert set(res.shares["finite_population"]["component"].values) >= {"llm", "residual"}
         np.testing.assert_allclose(res.shares["superpopulation"].sum("component"), 1.0)
