@@ -15,31 +15,27 @@ from .fast_e1 import FastE1, Pack, free_layout, pack_likelihood, reparameterized
 from .likelihood import SufficientStats
 from .prior_kernels import encode
 from .spec import zero_sum_basis
+from .stacked import StackedStats
 
 log = logging.getLogger(__name__)
 
 
 def _stats(gm) -> tuple[SufficientStats, list[np.ndarray]]:
-    """Sufficient statistics of the stacked dimensions, and each level's node dimension."""
+    """Sufficient statistics of the stacked dimensions (cells and levels as ``StackedStats``
+    indexes them), and each level's node dimension."""
     a = gm._stacked()
     n_dim, n_rater = len(gm.dims), len(gm.coords["rater"])
-    n_keys = int(a["lesson"].max()) + 1
-    keys, cell = np.unique(a["group"].astype(np.int64) * n_keys + a["lesson"],
-                           return_inverse=True)
-    child_group, child_code = keys // n_keys, keys % n_keys
-    parents, groups = [], []
-    for name, parent_of in gm.parents:
-        n_par = int(parent_of.max()) + 1
-        pk = child_group * n_par + parent_of[child_code]
-        pkeys, pidx = np.unique(pk, return_inverse=True)
-        parents.append((name, pidx.ravel()))
-        groups.append(pkeys // n_par)
-        child_group, child_code = pkeys // n_par, pkeys % n_par
     design = a["group"] * n_rater + a["rater"]
+    st = StackedStats.build(a["y"], a["group"], design, n_dim * n_rater, a["lesson"],
+                            gm.parents, n_dim)
+    n_keys = int(a["lesson"].max()) + 1
+    _, cell = np.unique(a["group"].astype(np.int64) * n_keys + a["lesson"],
+                        return_inverse=True)
     stats = SufficientStats.from_arrays(
-        a["y"], design, n_dim * n_rater, cell.ravel(), parents, grouped=False,
+        a["y"], design, n_dim * n_rater, cell.ravel(),
+        [(name, idx) for name, idx, _ in st.parents], grouped=False,
         design_group=np.arange(n_dim * n_rater) // n_rater)
-    return stats, groups
+    return stats, [grp for _, _, grp in st.parents]
 
 
 def pack_gstudy(gm) -> tuple[FastE1 | None, str]:

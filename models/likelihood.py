@@ -124,14 +124,14 @@ class SufficientStats:
         return stats
 
 
-def e1_stats(spec, data) -> SufficientStats:
+def e1_stats(spec, data, grouped: bool | None = None) -> SufficientStats:
     """E1's sufficient statistics: the spec's leaf chain, per-task residual groups, the
-    reference's offsets per cell."""
+    reference's offsets per cell (``grouped`` as in ``from_arrays``)."""
     chain, weights = spec.chain, spec.reference_weights
     node_cell = np.zeros(int(chain.cell.max()) + 1, dtype=np.int64)
     node_cell[chain.cell] = data.cell
     return SufficientStats.from_arrays(
-        data.error, spec.design, spec.n_design, chain.cell, chain.parents,
+        data.error, spec.design, spec.n_design, chain.cell, chain.parents, grouped=grouped,
         design_group=spec.design_task if len(spec.coords["task"]) > 1 else None,
         cell_offset=None if weights is None else weights[node_cell], subs=chain.subs)
 

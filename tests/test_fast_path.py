@@ -17,7 +17,7 @@ from pytensor.tensor.elemwise import Elemwise
 from misalign.data import MisalignmentData, build_misalignment
 from misalign.models import VariancePartitionModel
 from misalign.models.fast_e1 import pack_e1
-from misalign.models.likelihood import SufficientStats
+from misalign.models.likelihood import e1_stats
 from tests.helpers import tiny_unbalanced_frame
 
 
@@ -29,14 +29,7 @@ def _tiny(seed: int, tasks=("T1", "T2", "T3")) -> MisalignmentData:
 
 def _refold(model: VariancePartitionModel, grouped: bool) -> None:
     """Rebuild the PyMC model's sufficient statistics in the per-cell or the folded form."""
-    spec, data, chain = model.spec, model.data, model.spec.chain
-    weights = spec.reference_weights
-    node_cell = np.zeros(int(chain.cell.max()) + 1, dtype=np.int64)
-    node_cell[chain.cell] = data.cell
-    model._stats = SufficientStats.from_arrays(
-        data.error, spec.design, spec.n_design, chain.cell, chain.parents, grouped=grouped,
-        design_group=spec.design_task if len(spec.coords["task"]) > 1 else None,
-        cell_offset=None if weights is None else weights[node_cell], subs=chain.subs)
+    model._stats = e1_stats(model.spec, model.data, grouped=grouped)
     assert (model._stats.grouped is not None) == grouped
 
 
