@@ -19,6 +19,7 @@ from misalign.data.components import present_aggregates
 from . import e1_layout as ek
 from . import kernels as kk
 from .e1_priors import SIGMA_PRIORS, budget_aggregates
+from .grouped import GroupedCells
 from .likelihood import SufficientStats
 from .prior_kernels import encode
 from .recursion import LOG_2PI
@@ -59,10 +60,12 @@ class Pack:
         return F, Z
 
 
-def pack_likelihood(p: Pack, stats: SufficientStats, n_cell_params: int = 1,
-                    cell_param: np.ndarray | None = None,
-                    level_params: list[np.ndarray] | None = None) -> None:
-    """The Gaussian marginal likelihood's data (kernels.gaussian_logp_grad)."""
+def pack_likelihood(p: Pack, stats: SufficientStats, cell_param: np.ndarray | None = None,
+                    level_params: list[np.ndarray] | None = None,
+                    fold: bool | None = None) -> None:
+    """The Gaussian marginal likelihood's data (kernels.gaussian_logp_grad). ``cell_param``:
+    each cell pattern's cell variance; ``level_params``: per level, each node's variance;
+    ``fold``: the cell level folded into patterns (None: when that shrinks the work)."""
     h = p.header
     J = len(stats.tables) - 1
     h[kk.H_D], h[kk.H_G], h[kk.H_J], h[kk.H_L] = stats.n_design, stats.n_groups, J, \
@@ -104,6 +107,35 @@ def pack_likelihood(p: Pack, stats: SufficientStats, n_cell_params: int = 1,
         p.i(np.full(n_par, lev) if level_params is None else level_params[lev])
         p.f(k)
     h[kk.H_CONST] = p.f([const])
+    cell_param = np.zeros(len(cell.pat_n), dtype=np.int64) if cell_param is None else cell_param
+    _pack_fold(p, stats, cell_param, fold)
+
+
+def _pack_fold(p: Pack, stats: SufficientStats, cell_param: np.ndarray,
+               fold: bool | None) -> None:
+    """grouped.py's folded cell level, with the cell variance's parameter in the value key
+    (patterns of one class must share λ)."""
+    if not stats.parents or fold is False:
+        return
+    top = stats.tables[-1]
+    key = np.column_stack([top.pat_n, top.pattern_group, cell_param, stats.ks[-1]])
+    value_key = np.unique(key, axis=0, return_inverse=True)[1].ravel()
+    g = GroupedCells.build(stats.parents, top, value_key, stats.cell_comp, force=fold)
+    if g is None:
+        return
+    p.header[kk.H_FOLD] = p.i(g.value_pattern)
+    p.f(g.n_values)
+    p.f(g.unit_totals)
+    p.i(g.unit_pattern)
+    p.f(g.unit_counts)
+    p.f(g.unit_mult)
+    offsets = g.pair_pattern is not None
+    for kind, arr in (("i", g.pair_pattern), ("i", g.pair_comp), ("f", g.pair_count),
+                      ("f", g.pair_sum), ("i", g.unit_comp)):
+        (p.i if kind == "i" else p.f)(arr if offsets else np.zeros(0))
+    extra = g.extra if offsets else (np.zeros(0),) * 4
+    for kind, arr in zip("iiif", extra, strict=True):
+        (p.i if kind == "i" else p.f)(arr)
 
 
 @dataclass
@@ -165,7 +197,8 @@ def reparameterized(model) -> list[str]:
             if model.rvs_to_transforms.get(rv) is not None]
 
 
-def pack_e1(vpm, stats: SufficientStats) -> tuple[FastE1 | None, str]:
+def pack_e1(vpm, stats: SufficientStats,
+            fold: bool | None = None) -> tuple[FastE1 | None, str]:
     """The fast path's arrays for a ``VariancePartitionModel`` (Gaussian); (None, why) when a
     prior or a variable of its PyMC model has no kernel."""
     model = vpm.model or vpm.build_model()
@@ -175,7 +208,7 @@ def pack_e1(vpm, stats: SufficientStats) -> tuple[FastE1 | None, str]:
     by_sigma = {SIGMA_PRIORS[c]: c for c in comps}
     p = Pack()
     h = p.header
-    pack_likelihood(p, stats)
+    pack_likelihood(p, stats, fold=fold)
     budget = vpm.prior_structure == "budget"
     names, shapes, offsets = free_layout(model)
     comp_x = np.zeros(len(comps), dtype=np.int64)

@@ -38,7 +38,7 @@ def _stats(gm) -> tuple[SufficientStats, list[np.ndarray]]:
     return stats, [grp for _, _, grp in st.parents]
 
 
-def pack_gstudy(gm) -> tuple[FastE1 | None, str]:
+def pack_gstudy(gm, fold: bool | None = None) -> tuple[FastE1 | None, str]:
     model = gm.model or gm.build_model()
     n_dim, n_rater = len(gm.dims), len(gm.coords["rater"])
     comps = [(c, g) for c in gm.components for g in range(n_dim)]
@@ -47,7 +47,7 @@ def pack_gstudy(gm) -> tuple[FastE1 | None, str]:
     p = Pack()
     h = p.header
     pack_likelihood(p, stats, cell_param=stats.cell.pattern_group,
-                    level_params=[lev * n_dim + g for lev, g in enumerate(groups)])
+                    level_params=[lev * n_dim + g for lev, g in enumerate(groups)], fold=fold)
     names, shapes, offsets = free_layout(model)
     comp_x = np.zeros(len(comps), dtype=np.int64)
     comp_prior = np.zeros((len(comps), 4))

@@ -44,15 +44,21 @@ def _split_adds(fgraph, node):
 
 
 def _check_equal(model: VariancePartitionModel, n_points: int = 3) -> None:
+    """Both kernel forms of the cell level: per cell and folded into patterns."""
     pm_model = model.build_model()
-    fast, why = pack_e1(model, model.sufficient_stats())
-    assert fast is not None, why
-    _compare(pm_model, fast, n_points)
+    packs = [pack_e1(model, model.sufficient_stats(), fold=fold) for fold in (False, True)]
+    for fast, why in packs:
+        assert fast is not None, why
+    _compare(pm_model, [fast for fast, _ in packs], n_points)
 
 
-def _compare(pm_model, fast, n_points: int) -> None:
-    """Value and gradient of the kernels against the PyMC model at random points."""
+def _compare(pm_model, packs, n_points: int) -> None:
+    """Value and gradient of the kernels against the PyMC model at random points; ``packs``:
+    the per-cell and the folded arrays."""
+    from misalign.models import kernels as kk
     from misalign.models.e1_kernels import e1_logp_grad
+
+    assert [fast.Z[kk.H_FOLD] > 0 for fast in packs] == [False, True]
 
     # The Python linker without rewrites: the graph exactly as written, nothing compiled.
     mode = Mode(linker="py", optimizer=None)
@@ -60,6 +66,7 @@ def _compare(pm_model, fast, n_points: int) -> None:
     dlogp = pm_model.compile_fn(rewrite_graph(pm_model.dlogp(), include=(),
                                               custom_rewrite=in2out(_split_adds)), mode=mode)
     rng = np.random.default_rng(0)
+    fast = packs[0]
     grad = np.zeros(fast.n_dim)
     for _ in range(n_points):
         x = rng.normal(0.0, 0.7, fast.n_dim)
@@ -68,10 +75,12 @@ def _compare(pm_model, fast, n_points: int) -> None:
             n = int(np.prod(shape))
             point[name] = x[at:at + n].reshape(shape)
             at += n
-        lp = e1_logp_grad(x, fast.F, fast.Z, grad)
         ref, dref = float(logp(point)), np.asarray(dlogp(point))
-        assert abs(lp - ref) <= 1e-8 * max(1.0, abs(ref)), (lp, ref)
-        np.testing.assert_allclose(grad, dref, rtol=1e-8, atol=1e-8 * np.abs(dref).max())
+        for fast in packs:
+            lp = e1_logp_grad(x, fast.F, fast.Z, grad)
+            assert abs(lp - ref) <= 1e-8 * max(1.0, abs(ref)), (lp, ref)
+            np.testing.assert_allclose(grad, dref, rtol=1e-8,
+                                       atol=1e-8 * np.abs(dref).max())
 
 
 @pytest.fixture(scope="module")
@@ -219,9 +228,10 @@ def test_gstudy_equals_pymc(facets):
     model = GStudyModel(type(ratings)(f.reset_index(drop=True), "t", {}, []), facets=facets,
                         priors={"sigma_rater": Prior("HalfStudentT", nu=3.0, sigma=0.5)})
     pm_model = model.build_model()
-    fast, why = pack_gstudy(model)
-    assert fast is not None, why
-    _compare(pm_model, fast, n_points=3)
+    packs = [pack_gstudy(model, fold=fold) for fold in (False, True)]
+    for fast, why in packs:
+        assert fast is not None, why
+    _compare(pm_model, [fast for fast, _ in packs], n_points=3)
 
 
 def test_the_switch_turns_the_fast_path_off(monkeypatch):
