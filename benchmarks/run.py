@@ -198,6 +198,26 @@ def student_rows(quick: bool, workdir: Path, sampler: str) -> list[dict]:
     if "wall_s" in rows[0] and "wall_s" in rows[1]:
         rows[1]["ratio"] = rows[1]["wall_s"] / rows[0]["wall_s"]
         rows[1]["ratio_of"] = "wall time / gaussian's"
+    if sampler == "nutpie":
+        # The fused kernel (models/student_kernels.py) against the PyMC graph compiled by numba
+        # on the small preset (at reference size the graph needs ≈ 80 min).
+        pair = []
+        for variant, switch in (("small student, fast path", "1"),
+                                ("small student, PyMC graph", "0")):
+            old = os.environ.get("MISALIGN_FAST_PATH")
+            os.environ["MISALIGN_FAST_PATH"] = switch
+            try:
+                pair.append(fit_row("student", variant, ["--preset", "small", "--strict",
+                                                         "--likelihood", "student"], workdir,
+                                    sampler))
+            finally:
+                os.environ.pop("MISALIGN_FAST_PATH")
+                if old is not None:
+                    os.environ["MISALIGN_FAST_PATH"] = old
+        if all("us_per_grad" in r for r in pair):
+            pair[1]["ratio"] = pair[1]["us_per_grad"] / pair[0]["us_per_grad"]
+            pair[1]["ratio_of"] = "µs per gradient / fast path's"
+        rows += pair
     return rows
 
 

@@ -26,7 +26,8 @@ from misalign.data.components import PARTITION, present_aggregates
 from misalign.models import EFFECTS, VariancePartitionModel
 from misalign.models.base import SAMPLE_DIMS, flat_draws
 from misalign.models.e1_priors import SIGMA_PRIORS
-from misalign.models.spec import design_means
+from misalign.models.fast_e1 import RESIDUAL_MEAN_SQUARE
+from misalign.models.predictive import student_residual_mean_square
 
 from .prior_overlap import MOSTLY_PRIOR, share_overlaps
 from .summaries import HDI_PROB, ResultTable, interval_frame
@@ -64,21 +65,12 @@ def _finite_crossed(model: VariancePartitionModel, post: xr.Dataset, comp: str) 
     return _per_rating_variance(design_effects(model, post, comp), share)
 
 
-def student_residual_variance(model: VariancePartitionModel, post: xr.Dataset,
-                              chunk: int = 200) -> np.ndarray:
-    """(draws,) realised mean squared residual given the cell latents."""
-    spec, data = model.spec, model.data
-    eff = {"intercept": flat_draws(post["intercept"])}
-    for name, dims in EFFECTS.values():
-        if name in post:
-            eff[name] = flat_draws(post[name].transpose(*SAMPLE_DIMS, *dims))
-    _, rest = design_means(eff, spec, np)
-    b = flat_draws(post["cell_mean"])
-    out = []
-    for a in range(0, b.shape[0], chunk):
-        r = data.error - rest[a:a + chunk][:, spec.design] - b[a:a + chunk][:, data.cell]
-        out.append(np.mean(r**2, axis=1))
-    return np.concatenate(out)
+def student_residual_variance(model: VariancePartitionModel, post: xr.Dataset) -> np.ndarray:
+    """(draws,) realised mean squared residual given the cell latents: stored per draw by the
+    fit (``residual_mean_square``), or from the latents of a file that kept them."""
+    if RESIDUAL_MEAN_SQUARE in post:
+        return flat_draws(post[RESIDUAL_MEAN_SQUARE])
+    return student_residual_mean_square(model, post)
 
 
 def _variances(model: VariancePartitionModel, post: xr.Dataset, finite: bool) -> xr.DataArray:

@@ -62,14 +62,17 @@ def fit(data: MisalignmentData | SimulatedStudy | str | Path | None = None, *,
         likelihood: str = "gaussian", priors: dict[str, Any] | str | Path | None = None,
         prior_structure: str = "budget", score_policy: str = "error",
         task_subset: list[str] | None = None, preset: str = "small",
-        sampling: SamplerConfig | None = None, **sampler: Any) -> E1Results:
+        sampling: SamplerConfig | None = None, keep_cell_means: bool = False,
+        **sampler: Any) -> E1Results:
     """Fit E1 to a ratings file, a simulated study, a prepared table or the embedded default.
-    ``priors``: overrides by name, or a TOML file of them; ``sampler``: any ``SamplerConfig``
+    ``priors``: overrides by name, or a TOML file of them; ``keep_cell_means``: under
+    Student-t, keep the cell latents in the posterior; ``sampler``: any ``SamplerConfig``
     field (``draws``, ``chains``, ``seed``, …)."""
     mis = misalignment_data(data, tasks=tasks, error_scale=error_scale,
                                score_policy=score_policy, task_subset=task_subset, preset=preset)
     return E1Results.fit(mis, likelihood=likelihood, priors=_priors(priors), sampling=sampling,
-                         prior_structure=prior_structure, **sampler)
+                         prior_structure=prior_structure, keep_cell_means=keep_cell_means,
+                         **sampler)
 
 
 def measurement_data(data: MeasurementData | SimulatedStudy | str | Path | None = None, *,

@@ -102,8 +102,12 @@ def fit(
                            ] = ErrorScale["expert-sd"],
     likelihood: Annotated[Likelihood, typer.Option(help=(
         "gaussian: nested effects integrated out (fast, the partition to read); student: "
-        "robust to a few wild ratings, one latent per unit×task (slow)."))
+        "robust to a few wild ratings, one latent per unit×task (minutes at 1 M ratings)."))
     ] = Likelihood["gaussian"],
+    keep_cell_means: Annotated[bool, typer.Option(help=(
+        "student: store the unit×task latents in the results file (by default only their "
+        "realised mean squared residual; the latents are ≈ 1.5 GB at reference size)."))
+    ] = False,
     priors: PriorsOpt = None,
     prior_structure: PriorStructureOpt = PriorStructure["budget"],
     results: Annotated[Path, typer.Option("--out", help="Results file (NetCDF).")] = Path(
@@ -148,7 +152,8 @@ def fit(
                 err.print(f"compiling the model for {sampling.sampler} (tens of seconds), "
                           "then sampling…")
             res = api.fit(mis, likelihood=likelihood.value, priors=priors, sampling=sampling,
-                          prior_structure=prior_structure.value)
+                          prior_structure=prior_structure.value,
+                          keep_cell_means=keep_cell_means)
     except ValidationError as exc:
         raise _problems(exc) from None
     except (PriorError, FileNotFoundError, ImportError) as exc:

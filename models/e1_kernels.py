@@ -39,6 +39,7 @@ from .e1_layout import (
     OP_EFFECT,
     OP_EXP,
     OP_RES_LOG_SD,
+    OP_RESID_MS,
     OP_SIGMA,
     OP_TOTAL,
     OWN_PRIOR,
@@ -60,11 +61,13 @@ from .e1_layout import (
     S_TBASIS,
     S_TOTAL,
     S_TWEIGHT,
-    TO_MEANS,
+    TO_BASE,
+    TO_OFFSETS,
 )
 from .kernel_cache import callback, kernel
 from .kernels import H_D, H_E, H_G, H_J, LOG_2PI, fsec, gaussian_logp_grad, isec
 from .prior_kernels import prior_logp
+from .student_kernels import H_STUDENT, residual_mean_square, student_logp_grad
 
 
 @kernel
@@ -153,7 +156,7 @@ def _block(x, F, Z, b, sig):
     xo, n, comp, kind = blocks[b * BLOCK], blocks[b * BLOCK + 1], blocks[b * BLOCK + 2], \
         blocks[b * BLOCK + 3]
     msec, gsec, target = blocks[b * BLOCK + 4], blocks[b * BLOCK + 5], blocks[b * BLOCK + 6]
-    mat = fsec(F, Z, msec if target == TO_MEANS else gsec)
+    mat = fsec(F, Z, gsec if target == TO_OFFSETS else msec)
     rows = len(mat) // n
     out = np.zeros(rows)
     for r in range(rows):
@@ -161,6 +164,24 @@ def _block(x, F, Z, b, sig):
             out[r] += mat[r * n + j] * x[xo + j]
     scale = sig[comp] if kind == NON_CENTRED else 1.0
     return out * scale, mat, rows
+
+
+@kernel
+def _means(x, F, Z, sig):
+    """(design-cell means, their base part, offsets) from the blocks."""
+    D, E = Z[H_D], Z[H_E]
+    blocks = isec(Z, Z[H_HEAD] + S_BLOCKS)
+    f, fbase, o = np.zeros(D), np.zeros(D), np.zeros(max(E, 1))
+    for b in range(Z[H_NB]):
+        val, _, _ = _block(x, F, Z, b, sig)
+        target = blocks[b * BLOCK + 6]
+        if target == TO_OFFSETS:
+            o[:E] += val
+        else:
+            f += val
+            if target == TO_BASE:
+                fbase += val
+    return f, fbase, o
 
 
 @kernel
@@ -184,7 +205,6 @@ def e1_logp_grad(x, F, Z, grad):
             lp += lc + x[cx[c]]
             dsig[c] += d
     blocks = isec(Z, h + S_BLOCKS)
-    f, o = np.zeros(D), np.zeros(max(E, 1))
     for b in range(nb):
         xo, n, comp, kind = blocks[b * BLOCK], blocks[b * BLOCK + 1], blocks[b * BLOCK + 2], \
             blocks[b * BLOCK + 3]
@@ -205,11 +225,7 @@ def e1_logp_grad(x, F, Z, grad):
                 z = x[xo + j]
                 lp += -0.5 * LOG_2PI - 0.5 * z * z
                 grad[xo + j] -= z
-        val, _, _ = _block(x, F, Z, b, sig)
-        if blocks[b * BLOCK + 6] == TO_MEANS:
-            f += val
-        else:
-            o[:E] += val
+    f, fbase, o = _means(x, F, Z, sig)
     K = Z[H_K]
     s2e, u, w, S, tau = _residuals(x, F, Z, sig2)
     if K > 1:
@@ -238,8 +254,15 @@ def e1_logp_grad(x, F, Z, grad):
     ds2sub, ds2cp, ds2lp, do = np.zeros(max(J, 1)), np.zeros(len(cellc)), \
         np.zeros(max(len(levc), 1)), \
         np.zeros(max(E, 1))
-    lp += gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2cp,
-                             ds2lp, do)
+    dfbase = np.zeros(D)
+    if Z[H_STUDENT] > 0:
+        ls, d2c = student_logp_grad(x, F, Z, f, fbase, s2e, s2cp[0], s2lp, o, grad, df,
+                                    dfbase, ds2e, ds2lp, do)
+        lp += ls
+        ds2cp[0] += d2c
+    else:
+        lp += gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2cp,
+                                 ds2lp, do)
     # reverse pass of the head
     res = Z[H_RES]
     if K > 1:
@@ -270,7 +293,8 @@ def e1_logp_grad(x, F, Z, grad):
         xo, n, comp, kind = blocks[b * BLOCK], blocks[b * BLOCK + 1], blocks[b * BLOCK + 2], \
             blocks[b * BLOCK + 3]
         _, mat, rows = _block(x, F, Z, b, sig)
-        up = df if blocks[b * BLOCK + 6] == TO_MEANS else do
+        target = blocks[b * BLOCK + 6]
+        up = do if target == TO_OFFSETS else (df + dfbase if target == TO_BASE else df)
         scale = sig[comp] if kind == NON_CENTRED else 1.0
         for j in range(n):
             d = 0.0
@@ -311,6 +335,9 @@ def e1_expand(x, F, Z, out):
             out[at:at + size] = val
         elif op == OP_RES_LOG_SD:
             out[at:at + size] = u[:size]
+        elif op == OP_RESID_MS:
+            f, fbase, _ = _means(x, F, Z, sig)
+            out[at] = residual_mean_square(x, F, Z, f, fbase)
         else:
             out[at:at + size] = np.sqrt(s2e[:size])
 

@@ -9,7 +9,9 @@ H_NA, H_NX, H_NOPS = 30, 31, 32
  S_BLOCKS, S_TAU, S_TBASIS, S_TWEIGHT, S_OPS, S_AGG_M, S_RESC, S_CELLC) = range(18)
 BLOCK = 7  # x offset, size, component (or prior section), kind, M section, G section, target
 CENTRED, NON_CENTRED, OWN_PRIOR = 0, 1, 2
-TO_MEANS, TO_OFFSETS = 0, 1
+# TO_BASE: into the means, and part of the base (intercept + task effect) that Student-t's
+# cell latents are centred on.
+TO_MEANS, TO_OFFSETS, TO_BASE = 0, 1, 2
 # Trace values (expand): copy x, exp x, σ_total, σ_c, a block's effect, residual log SDs by
-# task, residual SDs by task.
-OP_COPY, OP_EXP, OP_TOTAL, OP_SIGMA, OP_EFFECT, OP_RES_LOG_SD, OP_RES_SD = range(7)
+# task, residual SDs by task, Student-t's realised mean squared residual.
+OP_COPY, OP_EXP, OP_TOTAL, OP_SIGMA, OP_EFFECT, OP_RES_LOG_SD, OP_RES_SD, OP_RESID_MS = range(8)

@@ -19,6 +19,7 @@ from misalign.data.components import present_aggregates
 from . import e1_layout as ek
 from . import kernels as kk
 from .e1_priors import SIGMA_PRIORS, budget_aggregates
+from .fast_student import pack_student
 from .grouped import GroupedCells
 from .likelihood import SufficientStats
 from .prior_kernels import encode
@@ -26,6 +27,9 @@ from .recursion import LOG_2PI
 from .spec import EFFECTS, design_means, full_design_means, within_family_basis, zero_sum_basis
 
 log = logging.getLogger(__name__)
+# Student-t: the realised mean squared residual given the cell latents, per draw (the shares'
+# residual variance), kept in place of the latents themselves.
+RESIDUAL_MEAN_SQUARE = "residual_mean_square"
 
 
 class Pack:
@@ -96,19 +100,26 @@ def pack_likelihood(p: Pack, stats: SufficientStats, cell_param: np.ndarray | No
     p.i(stats.cell_comp if E else np.zeros(0))
     p.f(stats.comp_weights if E else np.zeros(0))
     p.i(np.zeros(len(cell.pat_n), dtype=np.int64) if cell_param is None else cell_param)
+    pack_levels(p, stats.parents, level_params)
+    cell_param = np.zeros(len(cell.pat_n), dtype=np.int64) if cell_param is None else cell_param
+    _pack_fold(p, stats, cell_param, fold)
+
+
+def pack_levels(p: Pack, parents: list[tuple[str, np.ndarray]],
+                level_params: list[np.ndarray] | None = None) -> None:
+    """The nested levels above the first nodes (kernels._tree): parent indices, each node's
+    variance parameter, children per node, and the recursion's constant."""
     const = 0.0
-    for lev, (_, idx) in enumerate(stats.parents):
+    for lev, (_, idx) in enumerate(parents):
         n_par = int(idx.max()) + 1
         k = np.bincount(idx, minlength=n_par)
         const += -0.5 * float(np.sum(k - 1)) * LOG_2PI
         s = p.i(idx)
         if lev == 0:
-            h[kk.H_LEVELS] = s
+            p.header[kk.H_LEVELS] = s
         p.i(np.full(n_par, lev) if level_params is None else level_params[lev])
         p.f(k)
-    h[kk.H_CONST] = p.f([const])
-    cell_param = np.zeros(len(cell.pat_n), dtype=np.int64) if cell_param is None else cell_param
-    _pack_fold(p, stats, cell_param, fold)
+    p.header[kk.H_CONST] = p.f([const])
 
 
 def _pack_fold(p: Pack, stats: SufficientStats, cell_param: np.ndarray,
@@ -170,7 +181,9 @@ def _effect_matrix(vpm, name: str, dims: tuple[str, ...], basis: np.ndarray) -> 
 
 def e1_fast_path(vpm) -> tuple[FastE1, tuple] | None:
     """(packed model, its logp and expand C callbacks) for nutpie, or None (logged why)."""
-    fast, why = pack_e1(vpm, vpm.sufficient_stats())
+    student = vpm.likelihood == "student"
+    fast, why = pack_e1(vpm, None if student else vpm.sufficient_stats(),
+                        keep_cell_means=vpm.keep_cell_means)
     if fast is None:
         log.info("compiling the PyMC model: %s", why)
         return None
@@ -192,15 +205,25 @@ def free_layout(model) -> tuple[list[str], list[tuple[int, ...]], dict[str, int]
     return names, shapes, offsets
 
 
+def support_point(model, value_names: list[str]) -> np.ndarray:
+    """The PyMC model's initial point (support points, on the transformed scale) as the free
+    vector: where nutpie starts a PyMC model before its jitter (a Student-t chain started at
+    ν − 2 = 1 instead of 20 could stick in the ν → 2 corner)."""
+    point = model.initial_point()
+    return np.concatenate([np.ravel(point[name]) for name in value_names])
+
+
 def reparameterized(model) -> list[str]:
     return [model.rvs_to_values[rv].name for rv in model.free_RVs
             if model.rvs_to_transforms.get(rv) is not None]
 
 
-def pack_e1(vpm, stats: SufficientStats,
-            fold: bool | None = None) -> tuple[FastE1 | None, str]:
-    """The fast path's arrays for a ``VariancePartitionModel`` (Gaussian); (None, why) when a
-    prior or a variable of its PyMC model has no kernel."""
+def pack_e1(vpm, stats: SufficientStats | None, fold: bool | None = None,
+            keep_cell_means: bool = False) -> tuple[FastE1 | None, str]:
+    """The fast path's arrays for a ``VariancePartitionModel``; (None, why) when a prior or a
+    variable of its PyMC model has no kernel. ``stats``: the Gaussian likelihood's (None under
+    Student-t); ``keep_cell_means``: Student-t's cell latents in the trace (else only their
+    realised mean squared residual)."""
     model = vpm.model or vpm.build_model()
     spec, priors = vpm.spec, vpm.priors
     comps = list(spec.components)
@@ -208,7 +231,10 @@ def pack_e1(vpm, stats: SufficientStats,
     by_sigma = {SIGMA_PRIORS[c]: c for c in comps}
     p = Pack()
     h = p.header
-    pack_likelihood(p, stats, fold=fold)
+    student = vpm.likelihood == "student"
+    if not student:
+        pack_likelihood(p, stats, fold=fold)
+    cell_x = nu_x = -1
     budget = vpm.prior_structure == "budget"
     names, shapes, offsets = free_layout(model)
     comp_x = np.zeros(len(comps), dtype=np.int64)
@@ -231,7 +257,14 @@ def pack_e1(vpm, stats: SufficientStats,
             if code is None:
                 return None, "no kernel for the intercept's prior"
             blocks.append((xo, 1, p.f(code), ek.OWN_PRIOR, p.f(np.ones((spec.n_design, 1))),
-                           -1, ek.TO_MEANS))
+                           -1, ek.TO_BASE))
+        elif name == "cell_mean" and student:
+            cell_x = xo
+        elif name == "nu_minus_2" and student:
+            nu_code = encode(priors["nu_minus_2"], positive=True)
+            if nu_code is None:
+                return None, "no kernel for the prior of nu_minus_2"
+            nu_x = xo
         elif name == "llm_within_family":
             basis = within_family_basis(spec.llm_family)
             block_of["llm_effect"] = len(blocks)
@@ -263,9 +296,11 @@ def pack_e1(vpm, stats: SufficientStats,
                 blocks.append((xo, n, cidx[comp], kind, -1, p.f(basis), ek.TO_OFFSETS))
             else:
                 blocks.append((xo, n, cidx[comp], kind, p.f(_effect_matrix(vpm, eff, dims, basis)),
-                               p.f(basis), ek.TO_MEANS))
+                               p.f(basis), ek.TO_BASE if eff == "task_effect" else ek.TO_MEANS))
         else:
             return None, f"the fast path does not know the variable {name}"
+    if student:
+        pack_student(p, vpm, cell_x, nu_x, nu_code)
     base = len(p.sections)
     h[ek.H_HEAD] = base
     aggs = budget_aggregates(comps) if budget else present_aggregates(comps)
@@ -298,25 +333,34 @@ def pack_e1(vpm, stats: SufficientStats,
                 share_b[[cidx[c] for c in members]] = b
                 dirc[1 + a] = math.lgamma(b.sum()) - sum(math.lgamma(x) for x in b)
     chain = spec.chain
-    missing = [n for n, _ in chain.parents if n not in cidx] + [
-        c for c in chain.sub_components if c not in cidx]
+    levels, subs = (spec.levels, []) if student else (chain.parents, chain.sub_components)
+    missing = [n for n, _ in levels if n not in cidx] + [c for c in subs if c not in cidx]
     if missing:
         return None, f"no variance component for the level(s) {', '.join(missing)}"
     sections = [
         p.i(comp_x), p.f([vpm.kappa(c) for c in comps]), p.f(comp_prior), p.i(agg_of),
         p.f(agg_a), p.f(share_b), p.f(total), p.f(dirc),
-        p.i([cidx[name] for name, _ in chain.parents]),
-        p.i([cidx[c] for c in chain.sub_components]),
+        p.i([cidx[name] for name, _ in levels]),
+        p.i([cidx[c] for c in subs]),
         p.i(np.array(blocks, dtype=np.int64).ravel()),
         p.f(tau_code if K > 1 else np.zeros(4)),
         p.f(zero_sum_basis([K]) if K > 1 else np.zeros(0)),
         p.f(vpm.task_weight),
     ]
     assert sections[0] == base + ek.S_COMPX and sections[-1] == base + ek.S_TWEIGHT
-    trace_names, trace_shapes = list(names), list(shapes)
-    ops = [(ek.OP_COPY, offsets[rv.name], offsets[rv.name], math.prod(s))
-           for rv, s in zip(model.free_RVs, shapes, strict=True)]
-    at = sum(math.prod(s) for s in shapes)
+    trace_names, trace_shapes, ops, at = [], [], [], 0
+    for rv, name, shape in zip(model.free_RVs, names, shapes, strict=True):
+        if name == "cell_mean" and not keep_cell_means:
+            continue  # 46,200 latents × draws at reference size: 1.5 GB
+        ops.append((ek.OP_COPY, offsets[rv.name], at, math.prod(shape)))
+        trace_names.append(name)
+        trace_shapes.append(shape)
+        at += math.prod(shape)
+    if student:
+        ops.append((ek.OP_RESID_MS, 0, at, 1))
+        trace_names.append(RESIDUAL_MEAN_SQUARE)
+        trace_shapes.append(())
+        at += 1
     for var in model.unobserved_value_vars:
         if var.name in names:
             continue
@@ -344,11 +388,11 @@ def pack_e1(vpm, stats: SufficientStats,
     p.i(np.array(ops, dtype=np.int64).ravel())
     p.i([len(m) for m in aggs.values()])
     p.i([cidx["residual"]])
-    p.i([cidx.get(chain.leaf_component, -1)])
+    p.i([cidx.get("unit:task" if student else chain.leaf_component, -1)])
     h[ek.H_NCOMP], h[ek.H_BUDGET], h[ek.H_NB] = len(comps), int(budget), len(blocks)
     h[ek.H_K], h[ek.H_RES] = K, cidx["residual"]
     h[ek.H_NA], h[ek.H_NX], h[ek.H_NOPS] = len(agg_names), sum(math.prod(s) for s in shapes), \
         len(ops)
     F, Z = p.arrays()
     return FastE1(F, Z, int(h[ek.H_NX]), names, shapes, trace_names, trace_shapes,
-                  reparameterized(model), np.zeros(int(h[ek.H_NX]))), ""
+                  reparameterized(model), support_point(model, names)), ""

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from . import e1_layout as ek
-from .fast_e1 import FastE1, Pack, free_layout, pack_likelihood, reparameterized
+from .fast_e1 import FastE1, Pack, free_layout, pack_likelihood, reparameterized, support_point
 from .likelihood import SufficientStats
 from .prior_kernels import encode
 from .spec import zero_sum_basis
@@ -114,7 +114,7 @@ def pack_gstudy(gm, fold: bool | None = None) -> tuple[FastE1 | None, str]:
     h[ek.H_NX], h[ek.H_NOPS] = sum(math.prod(s) for s in shapes), len(ops)
     F, Z = p.arrays()
     return FastE1(F, Z, int(h[ek.H_NX]), names, shapes, trace_names, trace_shapes,
-                  reparameterized(model), np.zeros(int(h[ek.H_NX]))), ""
+                  reparameterized(model), support_point(model, names)), ""
 
 
 def gstudy_fast_path(gm) -> tuple[FastE1, tuple] | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numba
 
 SOURCES = ("kernels.py", "prior_kernels.py", "e1_layout.py", "e1_kernels.py",
-           "pointwise_kernels.py", "kernel_cache.py")
+           "pointwise_kernels.py", "student_kernels.py", "kernel_cache.py")
 HERE = Path(__file__).resolve().parent
 
 
@@ -41,12 +41,13 @@ def _located():
         numba.config.CACHE_DIR = old
 
 
-def kernel(fn=None, *, parallel: bool = False):
+def kernel(fn=None, *, parallel: bool = False, fastmath: bool | set = False):
     """``numba.njit`` with numpy's error model (a division by zero gives inf, not an exception
     nutpie cannot see), cached under the sources' digest."""
     def wrap(f):
         with _located():
-            return numba.njit(cache=True, error_model="numpy", parallel=parallel)(f)
+            return numba.njit(cache=True, error_model="numpy", parallel=parallel,
+                              fastmath=fastmath)(f)
 
     return wrap(fn) if fn is not None else wrap
 

@@ -227,10 +227,13 @@ def _tree(F, Z, first, m0, s0, s2lp, dm0, ds0, ds2lp):
             p = b + idx[i]
             Lam[p] += lam
             B[p] += lam * M[a + i]
-            lp += 0.5 * math.log(lam) - 0.5 * lam * M[a + i] ** 2
+            lp -= 0.5 * lam * M[a + i] ** 2
+        # Σ 0.5 log λ − Σ 0.5 log Λ as logs of running products: a log per node was half
+        # the cost of this pass.
+        lp -= 0.5 * (_log_sum(S[a:b]) + _log_sum(Lam[b:b + sizes[lev + 1]]))
         for q in range(sizes[lev + 1]):
             p = b + q
-            lp += -0.5 * math.log(Lam[p]) + 0.5 * B[p] ** 2 / Lam[p]
+            lp += 0.5 * B[p] ** 2 / Lam[p]
             M[p] = B[p] / Lam[p]
             S[p] = s2lp[ppar[q]] + 1.0 / Lam[p]
     a = offs[L]
@@ -254,6 +257,18 @@ def _tree(F, Z, first, m0, s0, s2lp, dm0, ds0, ds2lp):
     dm0[:] = gM[:sizes[0]]
     ds0[:] = gS[:sizes[0]]
     return lp
+
+
+@kernel
+def _log_sum(v):
+    """Σ log v for v > 0: logs of running products, flushed before they leave the range."""
+    acc, prod = 0.0, 1.0
+    for i in range(len(v)):
+        prod *= v[i]
+        if prod > 1e150 or prod < 1e-150:
+            acc += math.log(prod)
+            prod = 1.0
+    return acc + math.log(prod)
 
 
 @kernel

@@ -137,3 +137,21 @@ def pointwise_loglik(model: BayesianModel, posterior: xr.Dataset, chunk: int = 2
     return leaves.logp_draws(f, s2.get(chain.finest_component, 0.0), s2e,
                              {name: s2[name] for name, _ in chain.leaf_parents}, posterior,
                              top, chunk, offset=offset)
+
+
+def student_residual_mean_square(model: BayesianModel, post: xr.Dataset,
+                                 chunk: int = 200) -> np.ndarray:
+    """(draws,) Student-t's realised mean squared residual given the cell latents (the
+    fast path computes the same per draw in ``student_kernels.residual_mean_square``)."""
+    spec, data = model.spec, model.data
+    eff = {"intercept": flat_draws(post["intercept"])}
+    for name, dims in EFFECTS.values():
+        if name in post:
+            eff[name] = flat_draws(post[name].transpose(*SAMPLE_DIMS, *dims))
+    _, rest = design_means(eff, spec, np)
+    b = flat_draws(post["cell_mean"])
+    out = []
+    for a in range(0, b.shape[0], chunk):
+        r = data.error - rest[a:a + chunk][:, spec.design] - b[a:a + chunk][:, data.cell]
+        out.append(np.mean(r**2, axis=1))
+    return np.concatenate(out)

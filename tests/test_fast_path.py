@@ -49,16 +49,20 @@ def _check_equal(model: VariancePartitionModel, n_points: int = 3) -> None:
     packs = [pack_e1(model, model.sufficient_stats(), fold=fold) for fold in (False, True)]
     for fast, why in packs:
         assert fast is not None, why
+    assert _folds(packs) == [False, True]
     _compare(pm_model, [fast for fast, _ in packs], n_points)
 
 
-def _compare(pm_model, packs, n_points: int) -> None:
-    """Value and gradient of the kernels against the PyMC model at random points; ``packs``:
-    the per-cell and the folded arrays."""
+def _folds(packs) -> list[bool]:
     from misalign.models import kernels as kk
-    from misalign.models.e1_kernels import e1_logp_grad
 
-    assert [fast.Z[kk.H_FOLD] > 0 for fast in packs] == [False, True]
+    return [bool(fast.Z[kk.H_FOLD] > 0) for fast, _ in packs]
+
+
+def _compare(pm_model, packs, n_points: int) -> None:
+    """Value and gradient of the kernels (each of ``packs``) against the PyMC model at random
+    points."""
+    from misalign.models.e1_kernels import e1_logp_grad
 
     # The Python linker without rewrites: the graph exactly as written, nothing compiled.
     mode = Mode(linker="py", optimizer=None)
@@ -149,6 +153,49 @@ def test_independent_sigmas_with_the_named_sets_equal_pymc():
     _check_equal(model, n_points=2)
 
 
+@pytest.mark.parametrize("source", ["tiny", "small"])
+def test_student_t_equals_pymc(small_data, source):
+    """The fused Student-t pass: ratings t(ν, rest + b_c, σ_task), the cell latents' nested
+    prior around intercept + task effect + reference offset, ν − 2's prior; the small preset
+    has the reference's offsets and per-task residuals, the tiny one unequal cells."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        data = small_data if source == "small" else _tiny(8)
+        model = VariancePartitionModel(data, likelihood="student")
+        pm_model = model.build_model()
+    fast, why = pack_e1(model, None)
+    assert fast is not None, why
+    _compare(pm_model, [fast], n_points=3)
+
+
+def test_student_t_trace_keeps_the_residual_not_the_latents():
+    from misalign.models.e1_kernels import e1_expand
+    from misalign.models.fast_e1 import RESIDUAL_MEAN_SQUARE
+    from misalign.models.predictive import student_residual_mean_square
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = VariancePartitionModel(_tiny(8), likelihood="student")
+        model.build_model()
+    fast, _ = pack_e1(model, None)
+    kept, _ = pack_e1(model, None, keep_cell_means=True)
+    assert "cell_mean" not in fast.trace_names and "cell_mean" in kept.trace_names
+    assert RESIDUAL_MEAN_SQUARE in fast.trace_names
+    x = np.random.default_rng(2).normal(0, 0.5, fast.n_dim)
+    sizes = [int(np.prod(s)) for s in kept.trace_shapes]
+    out = np.zeros(sum(sizes))
+    e1_expand(x, kept.F, kept.Z, out)
+    at = np.cumsum([0, *sizes])
+    post = {name: out[at[i]:at[i + 1]].reshape(1, 1, *shape) for i, (name, shape) in
+            enumerate(zip(kept.trace_names, kept.trace_shapes, strict=True))}
+    import xarray as xr
+
+    ds = xr.Dataset({name: xr.DataArray(v, dims=("chain", "draw", *(
+        model.model.named_vars_to_dims.get(name, ())))) for name, v in post.items()})
+    expected = student_residual_mean_square(model, ds)
+    np.testing.assert_allclose(post[RESIDUAL_MEAN_SQUARE].ravel(), expected, rtol=1e-10)
+
+
 def test_a_prior_without_a_kernel_falls_back_to_pymc():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -231,6 +278,7 @@ def test_gstudy_equals_pymc(facets):
     packs = [pack_gstudy(model, fold=fold) for fold in (False, True)]
     for fast, why in packs:
         assert fast is not None, why
+    assert _folds(packs) == [False, True]
     _compare(pm_model, [fast for fast, _ in packs], n_points=3)
 
 
