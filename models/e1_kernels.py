@@ -2,7 +2,7 @@
 
 The model is ``variance_partition.py``'s Gaussian form, parameter for parameter: the free
 vector has the PyMC model's layout (its value variables in order), the priors are PyMC's
-densities, and the likelihood is ``kernels.gaussian_logp_grad``. What changes between data
+densities, and the likelihood is ``gaussian_kernels.gaussian_logp_grad``. What changes between data
 sets (sizes, bases, design matrices, priors, the data) is in F and Z (``fast_e1.py`` writes
 them); the code here is compiled once and cached on disk.
 
@@ -16,9 +16,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import carray, types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from .e1_layout import (
     BLOCK,
@@ -30,7 +27,6 @@ from .e1_layout import (
     H_NB,
     H_NCOMP,
     H_NOPS,
-    H_NX,
     H_RES,
     H_TAU,
     H_ZRES,
@@ -64,8 +60,9 @@ from .e1_layout import (
     TO_BASE,
     TO_OFFSETS,
 )
-from .kernel_cache import callback, kernel
-from .kernels import H_D, H_E, H_G, H_J, LOG_2PI, fsec, gaussian_logp_grad, isec
+from .gaussian_kernels import gaussian_logp_grad
+from .kernel_cache import kernel
+from .kernels import H_D, H_E, H_G, H_J, LOG_2PI, fsec, isec
 from .prior_kernels import prior_logp
 from .student_kernels import H_STUDENT, residual_mean_square, student_logp_grad
 
@@ -356,58 +353,3 @@ def _block_effect(x, F, Z, b, sig):
         for j in range(n):
             out[r] += mat[r * n + j] * x[xo + j]
     return out * (sig[comp] if kind == NON_CENTRED else 1.0), mat, rows
-
-
-@intrinsic
-def _pointer(typingctx, address):
-    """An int64 address as a void pointer (the data arrays' addresses travel in user data)."""
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], cgutils.voidptr_t)
-
-    return types.voidptr(types.int64), codegen
-
-
-LOGP_SIG = types.int64(types.uint64, types.CPointer(types.double),
-                       types.CPointer(types.double), types.CPointer(types.double),
-                       types.voidptr)
-EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
-                         types.CPointer(types.double), types.voidptr)
-
-
-@kernel
-def _arrays(user_data):
-    hdr = carray(user_data, (4,), dtype=np.int64)
-    return (carray(_pointer(hdr[0]), (hdr[1],), dtype=np.float64),
-            carray(_pointer(hdr[2]), (hdr[3],), dtype=np.int64))
-
-
-@callback(LOGP_SIG)
-def e1_logp_c(dim, x_, out_, logp_, user_data):
-    F, Z = _arrays(user_data)
-    if dim != Z[H_NX]:
-        return -1
-    x = carray(x_, (dim,))
-    out = carray(out_, (dim,))
-    try:  # an exception cannot cross into nutpie: report a failed evaluation instead
-        lp = e1_logp_grad(x, F, Z, out)
-    except Exception:  # noqa: BLE001
-        return 1
-    logp_[0] = lp
-    if not np.isfinite(lp):
-        return 4
-    for i in range(dim):
-        if not np.isfinite(out[i]):
-            return 3
-    return 0
-
-
-@callback(EXPAND_SIG)
-def e1_expand_c(dim, expanded, x_, out_, user_data):
-    F, Z = _arrays(user_data)
-    if dim != Z[H_NX]:
-        return -1
-    try:
-        e1_expand(carray(x_, (dim,)), F, Z, carray(out_, (expanded,)))
-    except Exception:  # noqa: BLE001
-        return -2
-    return 0

@@ -22,8 +22,8 @@ from .e1_priors import SIGMA_PRIORS, budget_aggregates
 from .fast_student import pack_student
 from .grouped import GroupedCells
 from .likelihood import SufficientStats
+from .packing import Pack, pack_levels
 from .prior_kernels import encode
-from .recursion import LOG_2PI
 from .spec import EFFECTS, design_means, full_design_means, within_family_basis, zero_sum_basis
 
 log = logging.getLogger(__name__)
@@ -32,44 +32,13 @@ log = logging.getLogger(__name__)
 RESIDUAL_MEAN_SQUARE = "residual_mean_square"
 
 
-class Pack:
-    """Sections of float and int arrays, addressed by number (the layout of kernels.py)."""
-
-    def __init__(self) -> None:
-        self.sections: list[tuple[str, np.ndarray]] = []
-        self.header = np.zeros(kk.HEADER, dtype=np.int64)
-
-    def f(self, values) -> int:
-        self.sections.append(("f", np.ascontiguousarray(values, dtype=np.float64).ravel()))
-        return len(self.sections) - 1
-
-    def i(self, values) -> int:
-        self.sections.append(("i", np.ascontiguousarray(values, dtype=np.int64).ravel()))
-        return len(self.sections) - 1
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        table = np.zeros(2 * len(self.sections), dtype=np.int64)
-        n_int = kk.HEADER + len(table)
-        f_parts, i_parts, nf = [], [], 0
-        for s, (kind, arr) in enumerate(self.sections):
-            if kind == "f":
-                table[2 * s], nf = nf, nf + len(arr)
-                f_parts.append(arr)
-            else:
-                table[2 * s], n_int = n_int, n_int + len(arr)
-                i_parts.append(arr)
-            table[2 * s + 1] = len(arr)
-        F = np.concatenate(f_parts) if f_parts else np.zeros(1)
-        Z = np.concatenate([self.header, table, *i_parts])
-        return F, Z
-
-
 def pack_likelihood(p: Pack, stats: SufficientStats, cell_param: np.ndarray | None = None,
                     level_params: list[np.ndarray] | None = None,
                     fold: bool | None = None) -> None:
-    """The Gaussian marginal likelihood's data (kernels.gaussian_logp_grad). ``cell_param``:
-    each cell pattern's cell variance; ``level_params``: per level, each node's variance;
-    ``fold``: the cell level folded into patterns (None: when that shrinks the work)."""
+    """The Gaussian marginal likelihood's data (gaussian_kernels.gaussian_logp_grad).
+    ``cell_param``: each cell pattern's cell variance; ``level_params``: per level, each node's
+    variance; ``fold``: the cell level folded into patterns (None: when that shrinks the
+    work)."""
     h = p.header
     J = len(stats.tables) - 1
     h[kk.H_D], h[kk.H_G], h[kk.H_J], h[kk.H_L] = stats.n_design, stats.n_groups, J, \
@@ -103,23 +72,6 @@ def pack_likelihood(p: Pack, stats: SufficientStats, cell_param: np.ndarray | No
     pack_levels(p, stats.parents, level_params)
     cell_param = np.zeros(len(cell.pat_n), dtype=np.int64) if cell_param is None else cell_param
     _pack_fold(p, stats, cell_param, fold)
-
-
-def pack_levels(p: Pack, parents: list[tuple[str, np.ndarray]],
-                level_params: list[np.ndarray] | None = None) -> None:
-    """The nested levels above the first nodes (kernels._tree): parent indices, each node's
-    variance parameter, children per node, and the recursion's constant."""
-    const = 0.0
-    for lev, (_, idx) in enumerate(parents):
-        n_par = int(idx.max()) + 1
-        k = np.bincount(idx, minlength=n_par)
-        const += -0.5 * float(np.sum(k - 1)) * LOG_2PI
-        s = p.i(idx)
-        if lev == 0:
-            p.header[kk.H_LEVELS] = s
-        p.i(np.full(n_par, lev) if level_params is None else level_params[lev])
-        p.f(k)
-    p.header[kk.H_CONST] = p.f([const])
 
 
 def _pack_fold(p: Pack, stats: SufficientStats, cell_param: np.ndarray,
@@ -187,7 +139,7 @@ def e1_fast_path(vpm) -> tuple[FastE1, tuple] | None:
     if fast is None:
         log.info("compiling the PyMC model: %s", why)
         return None
-    from .e1_kernels import e1_expand_c, e1_logp_c  # compiled or loaded from the cache here
+    from .e1_callbacks import e1_expand_c, e1_logp_c  # compiled or loaded from the cache here
 
     return fast, (e1_logp_c, e1_expand_c)
 

@@ -11,8 +11,9 @@ import math
 import numpy as np
 
 from . import e1_layout as ek
-from .fast_e1 import FastE1, Pack, free_layout, pack_likelihood, reparameterized, support_point
+from .fast_e1 import FastE1, free_layout, pack_likelihood, reparameterized, support_point
 from .likelihood import SufficientStats
+from .packing import Pack
 from .prior_kernels import encode
 from .spec import zero_sum_basis
 from .stacked import StackedStats
@@ -122,6 +123,6 @@ def gstudy_fast_path(gm) -> tuple[FastE1, tuple] | None:
     if fast is None:
         log.info("compiling the PyMC model: %s", why)
         return None
-    from .e1_kernels import e1_expand_c, e1_logp_c
+    from .e1_callbacks import e1_expand_c, e1_logp_c
 
     return fast, (e1_logp_c, e1_expand_c)

@@ -8,13 +8,12 @@ import numpy as np
 
 from . import kernels as kk
 from . import student_kernels as sk
+from .packing import pack_levels
 
 
 def pack_student(p, vpm, cell_x: int, nu_x: int, nu_prior: np.ndarray) -> None:
     """Write the Student-t likelihood's sections into ``p`` (a ``fast_e1.Pack``); ``cell_x``,
     ``nu_x``: where the cell latents and log(ν − 2) sit in the free vector."""
-    from .fast_e1 import pack_levels
-
     spec, data = vpm.spec, vpm.data
     h = p.header
     K = len(spec.coords["task"])

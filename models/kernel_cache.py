@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numba
 
-SOURCES = ("kernels.py", "prior_kernels.py", "e1_layout.py", "e1_kernels.py",
-           "pointwise_kernels.py", "student_kernels.py", "kernel_cache.py")
+SOURCES = ("kernels.py", "gaussian_kernels.py", "prior_kernels.py", "e1_layout.py",
+           "e1_kernels.py", "e1_callbacks.py", "pointwise_kernels.py", "student_kernels.py",
+           "kernel_cache.py")
 HERE = Path(__file__).resolve().parent
 
 

@@ -28,6 +28,7 @@ from misalign.data import MisalignmentData
 from misalign.data.components import present_aggregates
 
 from .base import SAMPLE_DIMS, BayesianModel, flat_draws, rescaled
+from .e1_likelihoods import gaussian_potential, residual_in_place_of_latents, student_likelihood
 from .e1_priors import (
     SIGMA_PRIORS,
     STRUCTURES,
@@ -35,22 +36,19 @@ from .e1_priors import (
     budget_logp,
     default_priors,
 )
-from .fast_e1 import RESIDUAL_MEAN_SQUARE, e1_fast_path
-from .likelihood import SufficientStats, cell_prior_logp, e1_stats, gaussian_marginal_logp
+from .fast_e1 import e1_fast_path
+from .likelihood import SufficientStats, e1_stats
 from .options import NAMED_SETS, check_likelihood
 from .predictive import (
     pointwise_loglik,
     posterior_predictive,
     prior_predictive,
-    student_residual_mean_square,
 )
 from .priors import PriorError
-from .recursion import pt_segment_sum
 from .spec import (
     EFFECTS,
     ModelSpec,
     design_means,
-    full_design_means,
     make_spec,
     within_family_basis,
     within_family_labels,
@@ -357,46 +355,15 @@ class VariancePartitionModel(BayesianModel):
     def after_sampling(self, idata: xr.DataTree, cfg: Any) -> xr.DataTree:
         """Student-t through the PyMC graph: the cell latents' realised mean squared residual
         in their place, as the fast path stores it (unless ``keep_cell_means``)."""
-        if self.likelihood != "student" or "cell_mean" not in idata["posterior"]:
+        if self.likelihood != "student":
             return idata
-        post = idata["posterior"].to_dataset()
-        ms = student_residual_mean_square(self, post)
-        post[RESIDUAL_MEAN_SQUARE] = xr.DataArray(
-            ms.reshape(post.sizes["chain"], post.sizes["draw"]), dims=SAMPLE_DIMS)
-        if not self.keep_cell_means:
-            post = post.drop_vars("cell_mean")
-            if "cell" in post.coords:
-                post = post.drop_vars("cell")
-        groups = {name: idata[name].to_dataset() for name in idata.children}
-        groups["posterior"] = post
-        return xr.DataTree.from_dict(groups)
+        return residual_in_place_of_latents(self, idata, self.keep_cell_means)
 
     def _gaussian(self, base, rest, sig: dict, s2e, offset) -> None:
-        spec, chain = self.spec, self.spec.chain
-        stats = self.sufficient_stats()
-        pm.Potential("marginal_loglik", gaussian_marginal_logp(
-            stats, full_design_means(base, rest, spec, pt), sig[chain.leaf_component] ** 2,
-            s2e, {name: sig[name] ** 2 for name, _ in chain.parents}, xp=pt,
-            segsum=pt_segment_sum, offset=offset,
-            sigma2_subs=[sig[c] ** 2 for c in chain.sub_components]))
+        gaussian_potential(self, base, rest, sig, s2e, offset)
 
     def _student(self, model: pm.Model, base, rest, sig: dict, s2e, offset) -> None:
-        spec, data = self.spec, self.data
-        model.add_coord("cell", np.arange(int(data.cell.max()) + 1))
-        # Hierarchical centring: each cell latent carries everything constant inside the cell
-        # (intercept, task effect, reference offset), so the location parameters do not fight
-        # the 1000s of latents along a direction a diagonal mass matrix cannot adapt to.
-        b = pm.Flat("cell_mean", dims="cell")
-        centre = base[data.cell_task]
-        if offset is not None:
-            centre = centre + pt.dot(spec.reference_weights, offset)
-        pm.Potential("cell_prior", cell_prior_logp(
-            b - centre, sig["unit:task"] ** 2, spec.levels,
-            {name: sig[name] ** 2 for name, _ in spec.levels}, pt, pt_segment_sum))
-        nu = 2.0 + self.priors["nu_minus_2"].create_variable("nu_minus_2")
-        scale = pt.sqrt(s2e)[data.task] if len(spec.coords["task"]) > 1 else sig["residual"]
-        pm.StudentT("error", nu=nu, mu=rest[spec.design] + b[data.cell], sigma=scale,
-                    observed=data.error)
+        student_likelihood(self, model, base, rest, sig, s2e, offset)
 
     # -- predictive and sensitivity ---------------------------------------------------------
     def sample_prior_predictive(self, draws: int = 100, seed: int | None = None) -> xr.DataTree:

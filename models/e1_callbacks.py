@@ -1,0 +1,69 @@
+"""The C callbacks nutpie calls for E1 and the G-study (``fast_sampler.py``): the packed arrays
+travel as addresses in nutpie's user data; a failed evaluation is reported as a status, since an
+exception cannot cross into nutpie's Rust code."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import carray, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .e1_kernels import e1_expand, e1_logp_grad
+from .e1_layout import H_NX
+from .kernel_cache import callback, kernel
+
+
+@intrinsic
+def _pointer(typingctx, address):
+    """An int64 address as a void pointer (the data arrays' addresses travel in user data)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(types.int64), codegen
+
+
+LOGP_SIG = types.int64(types.uint64, types.CPointer(types.double),
+                       types.CPointer(types.double), types.CPointer(types.double),
+                       types.voidptr)
+EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
+                         types.CPointer(types.double), types.voidptr)
+
+
+@kernel
+def _arrays(user_data):
+    hdr = carray(user_data, (4,), dtype=np.int64)
+    return (carray(_pointer(hdr[0]), (hdr[1],), dtype=np.float64),
+            carray(_pointer(hdr[2]), (hdr[3],), dtype=np.int64))
+
+
+@callback(LOGP_SIG)
+def e1_logp_c(dim, x_, out_, logp_, user_data):
+    F, Z = _arrays(user_data)
+    if dim != Z[H_NX]:
+        return -1
+    x = carray(x_, (dim,))
+    out = carray(out_, (dim,))
+    try:  # an exception cannot cross into nutpie: report a failed evaluation instead
+        lp = e1_logp_grad(x, F, Z, out)
+    except Exception:  # noqa: BLE001
+        return 1
+    logp_[0] = lp
+    if not np.isfinite(lp):
+        return 4
+    for i in range(dim):
+        if not np.isfinite(out[i]):
+            return 3
+    return 0
+
+
+@callback(EXPAND_SIG)
+def e1_expand_c(dim, expanded, x_, out_, user_data):
+    F, Z = _arrays(user_data)
+    if dim != Z[H_NX]:
+        return -1
+    try:
+        e1_expand(carray(x_, (dim,)), F, Z, carray(out_, (expanded,)))
+    except Exception:  # noqa: BLE001
+        return -2
+    return 0
