@@ -1,10 +1,12 @@
 """E1's log density, its gradient and its trace values as compiled kernels (the fast path).
 
-The model is ``variance_partition.py``'s Gaussian form, parameter for parameter: the free
-vector has the PyMC model's layout (its value variables in order), the priors are PyMC's
-densities, and the likelihood is ``gaussian_kernels.gaussian_logp_grad``. What changes between data
-sets (sizes, bases, design matrices, priors, the data) is in F and Z (``fast_e1.py`` writes
-them); the code here is compiled once and cached on disk.
+The model is ``variance_partition.py``'s, parameter for parameter: the free vector has the PyMC
+model's layout (its value variables in order), the priors are PyMC's densities. The *head*
+(σ's, effects, residual variances: ``head`` forward, ``head_grad`` back) is shared; the
+Gaussian likelihood is ``gaussian_kernels.gaussian_logp_grad`` (``e1_logp_grad`` here), the
+Student-t one ``student_kernels.e1_student_logp_grad``. What changes between data sets (sizes,
+bases, design matrices, priors, the data) is in F and Z (``fast_e1.py`` writes them); the code
+here is compiled once and cached on disk.
 
 The pieces of the free vector are *blocks*: coordinates with a Normal(0, σ_c) prior (centred),
 Normal(0, 1) scaled by σ_c (non-centred) or a prior of their own (the intercept), mapped
@@ -35,6 +37,7 @@ from .e1_layout import (
     OP_EFFECT,
     OP_EXP,
     OP_RES_LOG_SD,
+    OP_RES_SD,
     OP_RESID_MS,
     OP_SIGMA,
     OP_TOTAL,
@@ -64,7 +67,6 @@ from .gaussian_kernels import gaussian_logp_grad
 from .kernel_cache import kernel
 from .kernels import H_D, H_E, H_G, H_J, LOG_2PI, fsec, isec
 from .prior_kernels import prior_logp
-from .student_kernels import H_STUDENT, residual_mean_square, student_logp_grad
 
 
 @kernel
@@ -182,10 +184,12 @@ def _means(x, F, Z, sig):
 
 
 @kernel
-def e1_logp_grad(x, F, Z, grad):
-    """log p(x) of E1's PyMC model (up to nothing: the same constants), gradient into grad."""
+def head(x, F, Z, grad):
+    """The head's forward pass: the σ's and their priors, the effects' priors, the design-cell
+    means, offsets and residual variances the likelihood takes. Returns the log density so
+    far, the likelihood's inputs and what ``head_grad`` needs."""
     nc, h, nb = Z[H_NCOMP], Z[H_HEAD], Z[H_NB]
-    D, G, J, E = Z[H_D], Z[H_G], Z[H_J], Z[H_E]
+    J = Z[H_J]
     grad[:] = 0.0
     v, sig2, sig = _sigmas(x, F, Z)
     dv, dsig, dsig2 = np.zeros(nc), np.zeros(nc), np.zeros(nc)
@@ -225,6 +229,7 @@ def e1_logp_grad(x, F, Z, grad):
     f, fbase, o = _means(x, F, Z, sig)
     K = Z[H_K]
     s2e, u, w, S, tau = _residuals(x, F, Z, sig2)
+    dtau = 0.0
     if K > 1:
         lt, dt = prior_logp(fsec(F, Z, h + S_TAU), tau)
         lp += lt + x[Z[H_TAU]]
@@ -247,20 +252,28 @@ def e1_logp_grad(x, F, Z, grad):
     for q in range(len(cellc)):
         if cellc[q] >= 0:
             s2cp[q] = sig2[cellc[q]]
-    df, ds2e = np.zeros(D), np.zeros(G)
-    ds2sub, ds2cp, ds2lp, do = np.zeros(max(J, 1)), np.zeros(len(cellc)), \
-        np.zeros(max(len(levc), 1)), \
-        np.zeros(max(E, 1))
-    dfbase = np.zeros(D)
-    if Z[H_STUDENT] > 0:
-        ls, d2c = student_logp_grad(x, F, Z, f, fbase, s2e, s2cp[0], s2lp, o, grad, df,
-                                    dfbase, ds2e, ds2lp, do)
-        lp += ls
-        ds2cp[0] += d2c
-    else:
-        lp += gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2cp,
-                                 ds2lp, do)
-    # reverse pass of the head
+    return (lp, v, sig2, sig, dv, dsig, dsig2, f, fbase, o, s2e, w, S, tau, dtau, s2sub, s2cp,
+            s2lp)
+
+
+@kernel
+def likelihood_grads(Z, n_cell):
+    """Zeroed gradient arrays of the likelihood's inputs: (df, dfbase, ds2e, ds2sub, ds2cp,
+    ds2lp, do)."""
+    D, G, J, E = Z[H_D], Z[H_G], Z[H_J], Z[H_E]
+    levc = isec(Z, Z[H_HEAD] + S_LEVC)
+    return (np.zeros(D), np.zeros(D), np.zeros(G), np.zeros(max(J, 1)), np.zeros(n_cell),
+            np.zeros(max(len(levc), 1)), np.zeros(max(E, 1)))
+
+
+@kernel
+def head_grad(x, F, Z, grad, v, sig2, sig, dv, dsig, dsig2, w, S, tau, dtau, df, dfbase, ds2e,
+              ds2sub, ds2cp, ds2lp, do):
+    """The head's reverse pass from the likelihood's gradient (into grad)."""
+    nc, h, nb = Z[H_NCOMP], Z[H_HEAD], Z[H_NB]
+    J, K = Z[H_J], Z[H_K]
+    cx, blocks = isec(Z, h + S_COMPX), isec(Z, h + S_BLOCKS)
+    levc, subc, cellc = isec(Z, h + S_LEVC), isec(Z, h + S_SUBC), isec(Z, h + S_CELLC)
     res = Z[H_RES]
     if K > 1:
         tw, basis = fsec(F, Z, h + S_TWEIGHT), fsec(F, Z, h + S_TBASIS)
@@ -306,6 +319,19 @@ def e1_logp_grad(x, F, Z, grad):
             grad[cx[c]] += (total / fsec(F, Z, h + S_KAPPA)[c] + dv[c]) * v[c] + 1.0
         else:
             grad[cx[c]] += total * 2.0 * sig2[c] + 1.0
+
+
+@kernel
+def e1_logp_grad(x, F, Z, grad):
+    """log p(x) of E1's PyMC model with the Gaussian likelihood (up to nothing: the same
+    constants), gradient into grad."""
+    (lp, v, sig2, sig, dv, dsig, dsig2, f, fbase, o, s2e, w, S, tau, dtau, s2sub, s2cp,
+     s2lp) = head(x, F, Z, grad)
+    df, dfbase, ds2e, ds2sub, ds2cp, ds2lp, do = likelihood_grads(Z, len(s2cp))
+    lp += gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2cp,
+                             ds2lp, do)
+    head_grad(x, F, Z, grad, v, sig2, sig, dv, dsig, dsig2, w, S, tau, dtau, df, dfbase, ds2e,
+              ds2sub, ds2cp, ds2lp, do)
     return lp
 
 
@@ -333,9 +359,8 @@ def e1_expand(x, F, Z, out):
         elif op == OP_RES_LOG_SD:
             out[at:at + size] = u[:size]
         elif op == OP_RESID_MS:
-            f, fbase, _ = _means(x, F, Z, sig)
-            out[at] = residual_mean_square(x, F, Z, f, fbase)
-        else:
+            pass  # Student-t's, filled by student_kernels.e1_student_expand
+        elif op == OP_RES_SD:
             out[at:at + size] = np.sqrt(s2e[:size])
 
 

@@ -139,7 +139,11 @@ def e1_fast_path(vpm) -> tuple[FastE1, tuple] | None:
     if fast is None:
         log.info("compiling the PyMC model: %s", why)
         return None
-    from .e1_callbacks import e1_expand_c, e1_logp_c  # compiled or loaded from the cache here
+    if student:  # compiled or loaded from the cache here, and only the one needed
+        from .student_callbacks import student_expand_c, student_logp_c
+
+        return fast, (student_logp_c, student_expand_c)
+    from .e1_callbacks import e1_expand_c, e1_logp_c
 
     return fast, (e1_logp_c, e1_expand_c)
 

@@ -18,7 +18,7 @@ import numba
 
 SOURCES = ("kernels.py", "gaussian_kernels.py", "prior_kernels.py", "e1_layout.py",
            "e1_kernels.py", "e1_callbacks.py", "pointwise_kernels.py", "student_kernels.py",
-           "kernel_cache.py")
+           "student_callbacks.py", "callback_abi.py", "kernel_cache.py")
 HERE = Path(__file__).resolve().parent
 
 

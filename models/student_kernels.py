@@ -10,7 +10,9 @@ of running products per cell), per cell a sum into its latent, per task the sums
 and σ's derivatives need.
 
 The cell latents' prior is ``kernels._tree`` from the cells up (the same recursion as the
-Gaussian form, with every cell's variance σ²_{unit×task}).
+Gaussian form, with every cell's variance σ²_{unit×task}). ``e1_student_logp_grad`` and
+``e1_student_expand`` put E1's head (``e1_kernels``) around it; their callbacks live in
+``student_callbacks.py``, so a Gaussian fit never compiles any of this.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import math
 
 import numpy as np
 
+from .e1_kernels import _means, _sigmas, e1_expand, head, head_grad, likelihood_grads
+from .e1_layout import H_HEAD, H_NOPS, OP_RESID_MS, S_OPS
 from .kernel_cache import kernel
 from .kernels import H_E, H_L, H_LEVELS, _log_sum, _parent_grad, _tree, fsec, isec
 from .prior_kernels import prior_logp
@@ -269,3 +273,30 @@ def residual_mean_square(x, F, Z, f, fbase):
             r = y[i] - (f[des[i]] - fbase[des[i]]) - bc
             acc += r * r
     return acc / len(y)
+
+
+@kernel
+def e1_student_logp_grad(x, F, Z, grad):
+    """log p(x) of E1's PyMC model with the Student-t likelihood, gradient into grad (the
+    head is e1_kernels'; kept apart so the Gaussian callbacks do not compile this)."""
+    (lp, v, sig2, sig, dv, dsig, dsig2, f, fbase, o, s2e, w, S, tau, dtau, s2sub, s2cp,
+     s2lp) = head(x, F, Z, grad)
+    df, dfbase, ds2e, ds2sub, ds2cp, ds2lp, do = likelihood_grads(Z, len(s2cp))
+    ls, d2c = student_logp_grad(x, F, Z, f, fbase, s2e, s2cp[0], s2lp, o, grad, df, dfbase,
+                                ds2e, ds2lp, do)
+    ds2cp[0] += d2c
+    head_grad(x, F, Z, grad, v, sig2, sig, dv, dsig, dsig2, w, S, tau, dtau, df, dfbase, ds2e,
+              ds2sub, ds2cp, ds2lp, do)
+    return lp + ls
+
+
+@kernel
+def e1_student_expand(x, F, Z, out):
+    """e1_expand's trace values plus the realised mean squared residual."""
+    e1_expand(x, F, Z, out)
+    ops = isec(Z, Z[H_HEAD] + S_OPS)
+    for i in range(Z[H_NOPS]):
+        if ops[4 * i] == OP_RESID_MS:
+            _, _, sig = _sigmas(x, F, Z)
+            f, fbase, _ = _means(x, F, Z, sig)
+            out[ops[4 * i + 2]] = residual_mean_square(x, F, Z, f, fbase)

@@ -63,6 +63,7 @@ def _compare(pm_model, packs, n_points: int) -> None:
     """Value and gradient of the kernels (each of ``packs``) against the PyMC model at random
     points."""
     from misalign.models.e1_kernels import e1_logp_grad
+    from misalign.models.student_kernels import H_STUDENT, e1_student_logp_grad
 
     # The Python linker without rewrites: the graph exactly as written, nothing compiled.
     mode = Mode(linker="py", optimizer=None)
@@ -81,7 +82,8 @@ def _compare(pm_model, packs, n_points: int) -> None:
             at += n
         ref, dref = float(logp(point)), np.asarray(dlogp(point))
         for fast in packs:
-            lp = e1_logp_grad(x, fast.F, fast.Z, grad)
+            kernel = e1_student_logp_grad if fast.Z[H_STUDENT] > 0 else e1_logp_grad
+            lp = kernel(x, fast.F, fast.Z, grad)
             assert abs(lp - ref) <= 1e-8 * max(1.0, abs(ref)), (lp, ref)
             np.testing.assert_allclose(grad, dref, rtol=1e-8,
                                        atol=1e-8 * np.abs(dref).max())
@@ -169,9 +171,9 @@ def test_student_t_equals_pymc(small_data, source):
 
 
 def test_student_t_trace_keeps_the_residual_not_the_latents():
-    from misalign.models.e1_kernels import e1_expand
     from misalign.models.fast_e1 import RESIDUAL_MEAN_SQUARE
     from misalign.models.predictive import student_residual_mean_square
+    from misalign.models.student_kernels import e1_student_expand
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -184,7 +186,7 @@ def test_student_t_trace_keeps_the_residual_not_the_latents():
     x = np.random.default_rng(2).normal(0, 0.5, fast.n_dim)
     sizes = [int(np.prod(s)) for s in kept.trace_shapes]
     out = np.zeros(sum(sizes))
-    e1_expand(x, kept.F, kept.Z, out)
+    e1_student_expand(x, kept.F, kept.Z, out)
     at = np.cumsum([0, *sizes])
     post = {name: out[at[i]:at[i + 1]].reshape(1, 1, *shape) for i, (name, shape) in
             enumerate(zip(kept.trace_names, kept.trace_shapes, strict=True))}
@@ -289,3 +291,13 @@ def test_the_switch_turns_the_fast_path_off(monkeypatch):
     assert enabled()
     monkeypatch.setenv(ENV_SWITCH, "0")
     assert not enabled()
+
+
+def test_a_gaussian_fit_does_not_compile_the_student_kernels():
+    """The first fit after an install compiles only what its likelihood needs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, misalign.models.e1_callbacks; "
+            "assert 'misalign.models.student_kernels' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
