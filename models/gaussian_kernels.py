@@ -91,6 +91,15 @@ def gaussian_logp_grad(F, Z, f, s2e, s2sub, s2cp, s2lp, o, df, ds2e, ds2sub, ds2
 
 
 @kernel
+def _cell_m(c, k, node_sum, g_row, pd, invn, ocomp, comp, n_comp):
+    """Cell c's mean residual given the design means and offsets (its pattern k)."""
+    m = (node_sum[c] - g_row[pd[k]]) * invn[k]
+    if n_comp > 0:
+        m -= ocomp[comp[c]]
+    return m
+
+
+@kernel
 def _per_cell(F, Z, J, lamk, g_row, ocomp, n_comp, s2lp, ds2lp, d_row, dlamk, docomp):
     """The cells and the first level above them, cell by cell (unbalanced data with many
     distinct unit patterns). The cells are the bulk: read twice, their m recomputed in the
@@ -108,9 +117,7 @@ def _per_cell(F, Z, J, lamk, g_row, ocomp, n_comp, s2lp, ds2lp, d_row, dlamk, do
     quad = 0.0
     for c in range(len(node_pat)):
         k = node_pat[c]
-        m = (node_sum[c] - g_row[pd[k]]) * invn[k]
-        if n_comp > 0:
-            m -= ocomp[comp[c]]
+        m = _cell_m(c, k, node_sum, g_row, pd, invn, ocomp, comp, n_comp)
         lam = lamk[k]
         p = idx0[c]
         lam1[p] += lam
@@ -128,9 +135,7 @@ def _per_cell(F, Z, J, lamk, g_row, ocomp, n_comp, s2lp, ds2lp, d_row, dlamk, do
         dm1[q], ds1[q] = _parent_grad(b1[q], lam1[q], dm1[q], ds1[q])
     for c in range(len(node_pat)):
         k = node_pat[c]
-        m = (node_sum[c] - g_row[pd[k]]) * invn[k]
-        if n_comp > 0:
-            m -= ocomp[comp[c]]
+        m = _cell_m(c, k, node_sum, g_row, pd, invn, ocomp, comp, n_comp)
         p = idx0[c]
         dm = lamk[k] * (dm1[p] - m)
         dlamk[k] += -0.5 * m * m + dm1[p] * m + ds1[p]
