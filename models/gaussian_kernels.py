@@ -20,10 +20,10 @@ from .kernels import (
     H_LEVELS,
     H_TABLES,
     TABLE,
-    _first_parents,
     _level1,
     _noise,
     _noise_grad,
+    _parent_grad,
     _resid,
     _row_grad,
     _row_means,
@@ -113,6 +113,7 @@ def _per_cell(F, Z, J, lamk, g_row, ocomp, n_comp, s2lp, ds2lp, d_row, dlamk, do
     idx0, ppar0 = isec(Z, lb), isec(Z, lb + 1)
     n1 = len(ppar0)
     lam1, b1 = np.zeros(n1), np.zeros(n1)
+    m1, s1 = np.empty(n1), np.empty(n1)
     quad = 0.0
     for c in range(len(node_pat)):
         k = node_pat[c]
@@ -122,8 +123,16 @@ def _per_cell(F, Z, J, lamk, g_row, ocomp, n_comp, s2lp, ds2lp, d_row, dlamk, do
         lam1[p] += lam
         b1[p] += lam * m
         quad += lam * m * m
-    lp, dm1, ds1 = _first_parents(F, Z, b1, lam1, s2lp, ds2lp)  # now d/dB, d/dΛ
-    lp -= 0.5 * quad
+    lp = -0.5 * quad
+    for q in range(n1):
+        lp += -0.5 * math.log(lam1[q]) + 0.5 * b1[q] ** 2 / lam1[q]
+        m1[q] = b1[q] / lam1[q]
+        s1[q] = s2lp[ppar0[q]] + 1.0 / lam1[q]
+    dm1, ds1 = np.empty(n1), np.empty(n1)
+    lp += _tree(F, Z, 1, m1, s1, s2lp, dm1, ds1, ds2lp)
+    for q in range(n1):
+        ds2lp[ppar0[q]] += ds1[q]
+        dm1[q], ds1[q] = _parent_grad(b1[q], lam1[q], dm1[q], ds1[q])
     for c in range(len(node_pat)):
         k = node_pat[c]
         m = _cell_m(c, k, node_sum, g_row, pd, invn, ocomp, comp, n_comp)
@@ -177,6 +186,7 @@ def _folded(F, Z, J, lamk, g_row, ocomp, n_comp, s2lp, ds2lp, d_row, dlamk, doco
     xu, xv, xj, xn = isec(Z, fb + 11), isec(Z, fb + 12), isec(Z, fb + 13), fsec(F, Z, fb + 14)
     pd = isec(Z, Z[H_TABLES] + TABLE * J + 1)
     pat_n = fsec(F, Z, Z[H_TABLES] + TABLE * J + 3)
+    ppar0 = isec(Z, Z[H_LEVELS] + 1)
     K, V, U, UP = len(lamk), len(nv), len(upat), len(mult)
     gk = np.empty(K)
     hk = np.empty(K)
@@ -221,11 +231,19 @@ def _folded(F, Z, J, lamk, g_row, ocomp, n_comp, s2lp, ds2lp, d_row, dlamk, doco
     if n_comp > 0:
         for i in range(len(xu)):
             s[xu[i]] -= xn[i] * lamk[vpat[xv[i]]] * (ocomp[xj[i]] - ocomp[ucomp[xu[i]]])
-    lp_up, dB, dL = _first_parents(F, Z, s, lam_u, s2lp, ds2lp)
-    lp += lp_up
-    dav, dh, dlam_up = np.zeros(V), np.zeros(UP), np.zeros(UP)
+    m1, s1 = np.empty(U), np.empty(U)
     for u in range(U):
-        db, dla = dB[u], dL[u]
+        lp += -0.5 * math.log(lam_u[u]) + 0.5 * s[u] ** 2 / lam_u[u]
+        m1[u] = s[u] / lam_u[u]
+        s1[u] = s2lp[ppar0[u]] + 1.0 / lam_u[u]
+    dm1, ds1 = np.empty(U), np.empty(U)
+    lp += _tree(F, Z, 1, m1, s1, s2lp, dm1, ds1, ds2lp)
+    dav, dh, dlam_up = np.zeros(V), np.zeros(UP), np.zeros(UP)
+    dB = np.empty(U)
+    for u in range(U):
+        ds2lp[ppar0[u]] += ds1[u]
+        db, dla = _parent_grad(s[u], lam_u[u], dm1[u], ds1[u])
+        dB[u] = db
         if n_comp > 0:
             dla -= db * ocomp[ucomp[u]]
             docomp[ucomp[u]] -= db * lam_u[u]

@@ -260,26 +260,6 @@ def _tree(F, Z, first, m0, s0, s2lp, dm0, ds0, ds2lp):
 
 
 @kernel
-def _first_parents(F, Z, b1, lam1, s2lp, ds2lp):
-    """The first level's parents (B = Σ λ m and Λ = Σ λ over their children) integrated with
-    every level above (``_tree`` from level 1): (log density with −½ Σ log Λ, d/dB, d/dΛ)."""
-    ppar0 = isec(Z, Z[H_LEVELS] + 1)
-    n1 = len(ppar0)
-    m1, s1 = np.empty(n1), np.empty(n1)
-    lp = -0.5 * _log_sum(lam1)
-    for q in range(n1):
-        lp += 0.5 * b1[q] ** 2 / lam1[q]
-        m1[q] = b1[q] / lam1[q]
-        s1[q] = s2lp[ppar0[q]] + 1.0 / lam1[q]
-    dB, dL = np.empty(n1), np.empty(n1)
-    lp += _tree(F, Z, 1, m1, s1, s2lp, dB, dL, ds2lp)
-    for q in range(n1):
-        ds2lp[ppar0[q]] += dL[q]
-        dB[q], dL[q] = _parent_grad(b1[q], lam1[q], dB[q], dL[q])
-    return lp, dB, dL
-
-
-@kernel
 def _log_sum(v):
     """Σ log v for v > 0: logs of running products, flushed before they leave the range."""
     acc, prod = 0.0, 1.0

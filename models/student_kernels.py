@@ -24,7 +24,7 @@ import numpy as np
 from .e1_kernels import _means, _sigmas, e1_expand, head, head_grad, likelihood_grads
 from .e1_layout import H_HEAD, H_NOPS, OP_RESID_MS, S_OPS
 from .kernel_cache import kernel
-from .kernels import H_E, H_L, H_LEVELS, _first_parents, _tree, fsec, isec
+from .kernels import H_E, H_L, H_LEVELS, _log_sum, _parent_grad, _tree, fsec, isec
 from .prior_kernels import prior_logp
 
 H_STUDENT = 12  # header slot: first section of the Student-t data (0: Gaussian)
@@ -149,11 +149,19 @@ def _cells_up(F, Z, m0, s2cell, s2lp, dm0, ds2lp):
         b1[idx0[c]] += lam * m0[c]
         quad += m0[c] * m0[c]
     lam1 = kids * lam
-    lp, dm1, dl = _first_parents(F, Z, b1, lam1, s2lp, ds2lp)  # d/dB, d/dΛ per parent
-    lp += 0.5 * len(m0) * math.log(lam) - 0.5 * lam * quad
+    lp = 0.5 * len(m0) * math.log(lam) - 0.5 * lam * quad - 0.5 * _log_sum(lam1)
+    m1, s1 = np.empty(n1), np.empty(n1)
+    for q in range(n1):
+        lp += 0.5 * b1[q] ** 2 / lam1[q]
+        m1[q] = b1[q] / lam1[q]
+        s1[q] = s2lp[ppar0[q]] + 1.0 / lam1[q]
+    dm1, ds1 = np.empty(n1), np.empty(n1)
+    lp += _tree(F, Z, 1, m1, s1, s2lp, dm1, ds1, ds2lp)
     dlam = 0.5 * len(m0) / lam - 0.5 * quad
     for q in range(n1):
-        dlam += kids[q] * dl[q]
+        ds2lp[ppar0[q]] += ds1[q]
+        dm1[q], dl = _parent_grad(b1[q], lam1[q], dm1[q], ds1[q])  # now (dB, dΛ)
+        dlam += kids[q] * dl
     for c in range(len(m0)):
         db = dm1[idx0[c]]
         dm0[c] = lam * (db - m0[c])
