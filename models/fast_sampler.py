@@ -21,7 +21,8 @@ def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1") != "0"
 
 
-def _compiled(fast: Any, model: Any, kernels: Any, seed_init: np.ndarray) -> Any:
+def _compiled(fast: Any, model: Any, kernels: Any, seed_init: np.ndarray,
+              jitter: bool = True) -> Any:
     from nutpie.compile_pymc import _UNCONSTRAINED_PARAMETER, CompiledPyMCModel
 
     F, Z = fast.F, fast.Z
@@ -42,6 +43,8 @@ def _compiled(fast: Any, model: Any, kernels: Any, seed_init: np.ndarray) -> Any
         at += n
 
     def initial_point(seed):
+        if not jitter:
+            return seed_init.copy()
         rng = np.random.default_rng(seed)
         return seed_init + rng.uniform(-1.0, 1.0, size=len(seed_init))
 
@@ -56,13 +59,15 @@ def _compiled(fast: Any, model: Any, kernels: Any, seed_init: np.ndarray) -> Any
 
 
 def sample_fast(fast: Any, kernels: tuple, *, model: Any, config: SamplerConfig,
-                timing: dict) -> xr.DataTree:
+                timing: dict, start: np.ndarray | None = None) -> xr.DataTree:
     """Sample with nutpie through ``kernels`` (logp and expand cfuncs); ``timing`` receives
-    compile_s (packing and loading the cached kernels) and sample_s."""
+    compile_s (packing and loading the cached kernels) and sample_s. ``start``: a free vector
+    every chain starts from, unjittered (None: the support point, jittered by U(−1, 1))."""
     import nutpie
 
     t0 = time.perf_counter()
-    compiled = _compiled(fast, model, kernels, fast.init)
+    compiled = _compiled(fast, model, kernels, fast.init if start is None else start,
+                         jitter=start is None)
     t1 = time.perf_counter()
     out = nutpie.sample(compiled, draws=config.draws, tune=config.tune, chains=config.chains,
                         seed=config.seed, progress_bar=config.progressbar,

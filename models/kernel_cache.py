@@ -18,7 +18,9 @@ import numba
 
 SOURCES = ("kernels.py", "gaussian_kernels.py", "prior_kernels.py", "e1_layout.py",
            "e1_kernels.py", "e1_callbacks.py", "pointwise_kernels.py", "student_kernels.py",
-           "student_callbacks.py", "callback_abi.py", "kernel_cache.py")
+           "student_callbacks.py", "callback_abi.py", "kernel_cache.py",
+           "measurement_layout.py", "measurement_leaves.py", "measurement_kernels.py",
+           "measurement_head.py", "measurement_callbacks.py")
 HERE = Path(__file__).resolve().parent
 
 
@@ -42,13 +44,16 @@ def _located():
         numba.config.CACHE_DIR = old
 
 
-def kernel(fn=None, *, parallel: bool = False, fastmath: bool | set = False):
+def kernel(fn=None, *, parallel: bool = False, fastmath: bool | set = False,
+           inline: bool = False):
     """``numba.njit`` with numpy's error model (a division by zero gives inf, not an exception
-    nutpie cannot see), cached under the sources' digest."""
+    nutpie cannot see), cached under the sources' digest. ``inline``: inlined into every
+    caller at numba's IR level (a per-cell helper taking arrays otherwise pays a reference
+    count per array per call, more than its arithmetic)."""
     def wrap(f):
         with _located():
             return numba.njit(cache=True, error_model="numpy", parallel=parallel,
-                              fastmath=fastmath)(f)
+                              fastmath=fastmath, inline="always" if inline else "never")(f)
 
     return wrap(fn) if fn is not None else wrap
 

@@ -28,6 +28,7 @@ from pymc_extras.prior import Prior
 from misalign.data.measurement import MeasurementData
 
 from .base import BayesianModel
+from .fast_sampler import sample_fast
 from .measurement_likelihood import dense_leaves, tree_logp
 from .options import SamplerConfig
 from .recursion import pt_segment_sum
@@ -201,10 +202,33 @@ class MeasurementModel(BayesianModel):
             c for c in ("expert_severity", "expert_noise") if c in out]
         return out[keep]
 
+    def fast_path(self) -> tuple[Any, tuple] | None:
+        """The compiled kernels (``fast_measurement.py``), kept for a restart."""
+        from .fast_measurement import measurement_fast_path
+
+        self._fast = measurement_fast_path(self)
+        return self._fast
+
     def after_sampling(self, idata: xr.DataTree, cfg: SamplerConfig) -> xr.DataTree:
         """Chains stuck in a minor mode are sampled again from the best chain
-        (``restart.py``); ``fit_config["restarts"]`` says which, when any was."""
-        idata, record = restart_stuck_chains(self.model, idata, cfg, self.fit_config["timing"])
+        (``restart.py``; on the kernels when the fit was); ``fit_config["restarts"]`` says
+        which, when any was."""
+        timing = self.fit_config["timing"]
+        fast = getattr(self, "_fast", None) if timing.get("fast_path") else None
+        resample = None
+        if fast is not None:
+            def resample(config, draw, record):
+                from pymc.initial_point import make_initial_point_fn
+
+                # The posterior keeps the natural values: PyMC's transforms give the free
+                # vector (one small function, compiled only when a chain was stuck).
+                point = make_initial_point_fn(
+                    model=self.model, jitter_rvs=set(), return_transformed=True,
+                    overrides={rv.name: draw[rv.name].values for rv in self.model.free_RVs})(0)
+                start = np.concatenate([np.ravel(point[n]) for n in fast[0].value_names])
+                return sample_fast(*fast, model=self.model, config=config, timing=record,
+                                   start=start)
+        idata, record = restart_stuck_chains(self.model, idata, cfg, timing, resample)
         if record:
             self.fit_config["restarts"] = record
         return idata

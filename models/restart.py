@@ -12,6 +12,7 @@ so the results say so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -39,9 +40,12 @@ def chain_log_density(idata: xr.DataTree) -> np.ndarray | None:
 
 
 def restart_stuck_chains(model: pm.Model, idata: xr.DataTree, cfg: SamplerConfig,
-                         timing: dict) -> tuple[xr.DataTree, dict[str, Any]]:
+                         timing: dict, resample: Callable | None = None
+                         ) -> tuple[xr.DataTree, dict[str, Any]]:
     """``idata`` with every stuck chain sampled again from the best chain's last draw;
-    the record of what was done (empty when nothing was)."""
+    the record of what was done (empty when nothing was). ``resample(config, draw, timing)``
+    samples from that draw (a Dataset of every variable) instead of compiling ``model`` (the
+    fast path's kernels)."""
     lp = chain_log_density(idata)
     if lp is None or len(lp) < 2:
         return idata, {}
@@ -54,8 +58,11 @@ def restart_stuck_chains(model: pm.Model, idata: xr.DataTree, cfg: SamplerConfig
             for v in model.free_RVs}
     again: dict[str, Any] = {}
     seed = None if cfg.seed is None else cfg.seed + 104729
-    new = sample(model, replace(cfg, chains=len(stuck), seed=seed), timing=again,
-                 start=(last, set()))
+    again_cfg = replace(cfg, chains=len(stuck), seed=seed)
+    if resample is None:
+        new = sample(model, again_cfg, timing=again, start=(last, set()))
+    else:
+        new = resample(again_cfg, post.isel(chain=best, draw=-1), again)
     out = idata.copy()
     for name, node in idata.children.items():
         ds = node.to_dataset()
