@@ -22,12 +22,6 @@ from .prior_kernels import encode
 from .spec import zero_sum_basis
 
 log = logging.getLogger(__name__)
-# Above this many (cell, source) pairs the PyMC graph is faster in total: the kernels save its
-# compile (18 s on the small preset, 37 s at reference) but take 15 ns a pair per gradient in
-# one pass over pairs (10.7 ms at reference) against the graph's ≈ 5.4 ns (6.0 ms: the balanced
-# design's dense product in BLAS). With the default 4 × 2,000 iterations the two meet near
-# 50,000 pairs (benchmarks/README.md, measured 2026-11-29).
-MAX_PAIRS = 50_000
 
 ROLES = {"mu_expert": ml.R_MU_E, "sigma_rater": ml.R_SIG_RATER, "sigma_expert": ml.R_SIG_EXP,
          "mu_llm": ml.R_MU_LLM, "lambda_mean": ml.R_LAM_MEAN,
@@ -58,23 +52,20 @@ def _pack_data(p: Pack, mm) -> None:
         p.i(arr)
     local = d.column % K
     llm = local < S
-    for part, width in ((llm, S), (~llm, R)):
-        key = d.cell[part] * max(width, 1) + (local[part] - (0 if width == S else S))
-        pairs, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-        ptr = np.searchsorted(pairs // max(width, 1), np.arange(C + 1))
-        if width == S:
-            p.i(ptr)
-            p.i(pairs % max(S, 1))
-            p.f(counts)
-            p.f(np.bincount(inverse, weights=d.y[llm], minlength=len(pairs)))
-            p.i(mm.source_llm)
-            p.i(mm.llm_family)
-        else:
-            p.f(np.bincount(d.cell[part], minlength=C))
-            p.f(np.bincount(d.cell[part], weights=d.y[part], minlength=C))
-            p.i(ptr)
-            p.i(pairs % max(R, 1))
-            p.f(counts)
+    # The LLM ratings' sections are written with the patterns (_pack_patterns); experts here.
+    ex = ~llm
+    key = d.cell[ex] * max(R, 1) + (local[ex] - S)
+    pairs, counts = np.unique(key, return_counts=True)
+    blocks_at = len(p.sections)
+    for _ in range(4):
+        p.i(np.zeros(0))  # placeholders, replaced by _pack_patterns
+    p.i(mm.source_llm)
+    p.i(mm.llm_family)
+    p.f(np.bincount(d.cell[ex], minlength=C))
+    p.f(np.bincount(d.cell[ex], weights=d.y[ex], minlength=C))
+    p.i(np.searchsorted(pairs // max(R, 1), np.arange(C + 1)))
+    p.i(pairs % max(R, 1))
+    p.f(counts)
     n_cols = T * K
     p.f(np.bincount(d.column, minlength=n_cols))
     p.f(np.bincount(d.column, weights=d.y, minlength=n_cols))
@@ -87,25 +78,38 @@ def _pack_data(p: Pack, mm) -> None:
         va, observed, known = np.zeros(NT), np.zeros(NT), np.zeros(NT)
     for arr in (va, observed, known):
         p.f(arr)
-    _pack_patterns(p, d, llm, local, S, C)
+    _pack_patterns(p, d, llm, local, blocks_at)
     assert len(p.sections) == ml.S_PAT_CELLS + 1
 
 
-def _pack_patterns(p: Pack, d, llm: np.ndarray, local: np.ndarray, S: int, C: int) -> None:
-    """Each cell's count pattern (its task and its ratings per source) and the patterns'
-    (source, count) lists."""
+def _pack_patterns(p: Pack, d, llm: np.ndarray, local: np.ndarray, blocks_at: int) -> None:
+    """Each cell's count pattern (its task and its ratings per source), the patterns'
+    (source, count) lists, and the LLM sums as one source-major block per pattern (into the
+    placeholder sections at ``blocks_at``)."""
+    S, C = len(d.sources), len(d.cell_task)
     counts = np.zeros((C, S + 1))
     np.add.at(counts, (d.cell[llm], local[llm]), 1.0)
+    sums = np.zeros((C, S))
+    np.add.at(sums, (d.cell[llm], local[llm]), d.y[llm])
     counts[:, S] = d.cell_task
     rows, cell_pat = np.unique(counts, axis=0, return_inverse=True)
     cell_pat = cell_pat.ravel()
-    src = [np.flatnonzero(r[:S]) for r in rows]
+    srcs = [np.flatnonzero(r[:S]) for r in rows]
+    cells = np.argsort(cell_pat, kind="stable")
+    cptr = np.searchsorted(cell_pat[cells], np.arange(len(rows) + 1))
+    blocks = [sums[cells[cptr[q]:cptr[q + 1]]][:, x].T.ravel() for q, x in enumerate(srcs)]
+    sizes = [len(b) for b in blocks]
+    for k, (kind, arr) in enumerate((("i", cptr), ("i", cells), ("i", np.r_[0, np.cumsum(sizes)]),
+                                     ("f", np.concatenate(blocks) if blocks else np.zeros(0)))):
+        p.sections[blocks_at + k] = (kind, np.ascontiguousarray(
+            arr, dtype=np.int64 if kind == "i" else np.float64).ravel())
     p.header[ml.M_P] = len(rows)
     p.i(cell_pat)
     p.i(rows[:, S])
-    p.i(np.r_[0, np.cumsum([len(x) for x in src])])
-    p.i(np.concatenate(src) if src else np.zeros(0))
-    p.f(np.concatenate([r[x] for r, x in zip(rows, src, strict=True)]) if src else np.zeros(0))
+    p.i(np.r_[0, np.cumsum([len(x) for x in srcs])])
+    p.i(np.concatenate(srcs) if srcs else np.zeros(0))
+    p.f(np.concatenate([r[x] for r, x in zip(rows, srcs, strict=True)]) if srcs else
+        np.zeros(0))
     p.f(np.bincount(cell_pat, minlength=len(rows)))
 
 
@@ -229,20 +233,8 @@ def pack_measurement(mm) -> tuple[FastE1 | None, str]:
                   reparameterized(model), support_point(model, names)), ""
 
 
-def n_pairs(d) -> int:
-    """The data's (cell, source) pairs with LLM ratings: the kernels' work per gradient."""
-    local = d.column % d.n_local
-    llm = local < len(d.sources)
-    return int(np.unique(d.cell[llm] * max(len(d.sources), 1) + local[llm]).size)
-
-
 def measurement_fast_path(mm) -> tuple[FastE1, tuple] | None:
     """(packed model, its logp and expand C callbacks) for nutpie, or None (logged why)."""
-    pairs = n_pairs(mm.data)
-    if pairs > MAX_PAIRS:
-        log.info("compiling the PyMC model: %d (cell, source) pairs, where its graph is faster "
-                 "than the kernels (> %d)", pairs, MAX_PAIRS)
-        return None
     fast, why = pack_measurement(mm)
     if fast is None:
         log.info("compiling the PyMC model: %s", why)

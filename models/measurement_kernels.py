@@ -37,12 +37,19 @@ from .measurement_layout import (
     S_COL_SUM,
     S_LESSON_TASK,
     S_LESSON_TEACHER,
+    S_PAT_SRC,
     S_TEACHER_TASK,
     S_VA,
     S_VA_KNOWN,
     S_VA_OBS,
 )
-from .measurement_leaves import leaves, leaves_back, pattern_back, pattern_state
+from .measurement_leaves import (
+    leaves,
+    leaves_back,
+    pattern_back,
+    pattern_coefficients,
+    pattern_state,
+)
 
 
 @kernel(inline=True)
@@ -177,10 +184,13 @@ def measurement_logp_grad(F, Z, mu, lam, sig2, mu_e, rho, s2e, t2, tf, om, va, d
     w = 1.0 / sig2
     PJ, PL, PF = np.empty((P, 4)), np.empty((P, L, 4)), np.empty((P, Fm, 4))
     pattern_state(F, Z, w, lam, t2, tf, PJ, PL, PF)
+    Q = len(isec(Z, S_PAT_SRC))
+    A, K, KR, U = np.empty((2, Q)), np.empty(P), np.empty((P, L)), np.empty((P, L, 2))
+    pattern_coefficients(F, Z, w, lam, mu, PL, PF, A, K, KR, U)
     lp = _columns(F, Z, mu, sig2, mu_e, rho, s2e, dmu, dsig2, dmu_e, drho, ds2e)
     cin, lin, tin = np.empty((C, 5)), np.zeros((NL, 5)), np.zeros((NT, 5))
-    RC = np.empty((C, L))
-    lp += leaves(F, Z, mu, lam, w, mu_e, rho, s2e, PJ, PL, PF, cin, RC)
+    RB = np.empty((L, C))
+    lp += leaves(F, Z, mu_e, rho, s2e, PJ, PL, PF, A, K, KR, U, cin, RB)
     for c in range(C):
         t = ctask[c]
         o = integrate(cin[c, 0], cin[c, 1], cin[c, 2], cin[c, 3], cin[c, 4], om[t], om[T + t])
@@ -230,7 +240,8 @@ def measurement_logp_grad(F, Z, mu, lam, sig2, mu_e, rho, s2e, t2, tf, om, va, d
             gl[q, j] = b[j]
         dom[2 * T + t] += b[5]
         dom[3 * T + t] += b[6]
-    AJ, AL, AF = np.zeros((P, 3)), np.zeros((P, L, 4)), np.zeros((P, Fm, 3))
+    AJ, AL, AF = np.empty((P, 4)), np.empty((P, L, 5)), np.zeros((P, Fm, 1))
+    Y = np.empty((2, Q))
     dw = np.zeros(T * S)
     for c in range(C):
         t, p = ctask[c], clesson[c]
@@ -240,10 +251,8 @@ def measurement_logp_grad(F, Z, mu, lam, sig2, mu_e, rho, s2e, t2, tf, om, va, d
         dom[T + t] += b[6]
         for j in range(5):
             cin[c, j] = b[j]  # now the adjoints of the cells' messages
-    leaves_back(F, Z, mu, lam, w, mu_e, rho, s2e, cin, RC, PL, PF, AJ, AL, AF, dmu, dlam, dw, dmu_e,
-                drho, ds2e)
-    pattern_back(F, Z, w, lam, t2, tf, PL, PF, AJ, AL, AF, dlam, dw, dt2, dtf, np.empty(L),
-                 np.empty(L))
+    leaves_back(F, Z, mu_e, rho, s2e, cin, RB, PL, PF, U, AJ, AL, AF, Y, dmu_e, drho, ds2e)
+    pattern_back(F, Z, w, lam, mu, t2, tf, PL, PF, A, AJ, AL, AF, Y, dmu, dlam, dw, dt2, dtf)
     for i in range(T * S):
         dsig2[i] -= w[i] * w[i] * dw[i]
     return lp

@@ -8,8 +8,11 @@ and section numbers ``fast_measurement.py`` writes and ``measurement_kernels.py`
 SUB_NONE, SUB_LLM, SUB_FAMILY = 0, 1, 2  # latents below the cell: none, LLM, LLM and family
 
 # The likelihood's sections, in packing order (fixed numbers); the priors and bases follow.
-(S_CELL_TASK, S_CELL_LESSON, S_LESSON_TEACHER, S_LESSON_TASK, S_TEACHER_TASK, S_PAIR_PTR,
- S_PAIR_SRC, S_PAIR_N, S_PAIR_SUM, S_SRC_LLM, S_LLM_FAM, S_NE, S_SE, S_ER_PTR, S_ER_RATER,
+# The LLM ratings pattern by pattern: its cells (S_PCELLS, from S_PCELL_PTR), and their sums as
+# one block per pattern, source-major (a source's sums over the pattern's cells contiguous:
+# S_BLOCK from S_BLOCK_PTR), so a pass over a block runs down contiguous columns.
+(S_CELL_TASK, S_CELL_LESSON, S_LESSON_TEACHER, S_LESSON_TASK, S_TEACHER_TASK, S_PCELL_PTR,
+ S_PCELLS, S_BLOCK_PTR, S_BLOCK, S_SRC_LLM, S_LLM_FAM, S_NE, S_SE, S_ER_PTR, S_ER_RATER,
  S_ER_N, S_COL_N, S_COL_SUM, S_COL_SQ, S_VA, S_VA_OBS, S_VA_KNOWN, S_CELL_PAT, S_PAT_TASK,
  S_PAT_PTR, S_PAT_SRC, S_PAT_N, S_PAT_CELLS) = range(28)
 # A cell's count pattern: its task and how many ratings each source gave it. What depends only

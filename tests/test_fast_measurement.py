@@ -18,7 +18,7 @@ from pytensor.tensor.elemwise import Elemwise
 
 from misalign.data.measurement import build_measurement
 from misalign.data.simulate import PRESETS, simulate
-from misalign.models.fast_measurement import MAX_PAIRS, n_pairs, pack_measurement
+from misalign.models.fast_measurement import pack_measurement
 from misalign.models.measurement import MeasurementModel
 from misalign.models.options import SamplerConfig
 
@@ -149,9 +149,7 @@ def test_the_trace_has_the_pymc_models_variables_and_dims(study):
 def test_a_fit_on_the_kernels_and_a_restart_on_them(study):
     """The kernels drive nutpie (the trace's values equal the PyMC model's deterministics at
     the same draw), and a chain far below the best is sampled again on them, not compiled."""
-    data = _data(study)
-    assert n_pairs(data) <= MAX_PAIRS
-    model = MeasurementModel(data)
+    model = MeasurementModel(_data(study))
     idata = model.fit(draws=30, tune=30, chains=2, seed=3, progressbar=False)
     assert model.fit_config["timing"].get("fast_path")
     post = idata["posterior"].to_dataset()
