@@ -121,22 +121,46 @@ def reference_rows(quick: bool, workdir: Path, sampler: str) -> list[dict]:
 
 
 def measure_rows(quick: bool, workdir: Path, sampler: str) -> list[dict]:
-    """The joint measurement model on the same study E1's reference row fits; its ratio is to
-    that row's wall time when both ran."""
-    preset = "small" if quick else "reference"
+    """The joint measurement model on the same study E1's reference row fits (its ratio is to
+    that row's wall time when both ran); with nutpie, on the compiled kernels and on the PyMC
+    graph compiled by numba (``MISALIGN_FAST_PATH=0``), small preset and reference."""
+    presets = ["small"] if quick else ["reference", "small"]
+    rows = []
+    for preset in presets:
+        pair = []
+        for variant, switch in ((f"{preset}, kernels", "1"), (f"{preset}, PyMC graph", "0")):
+            if sampler != "nutpie" and switch == "1":
+                continue
+            old = os.environ.get("MISALIGN_FAST_PATH")
+            os.environ["MISALIGN_FAST_PATH"] = switch
+            try:
+                pair.append(_measure_row(preset, variant, workdir, sampler))
+            finally:
+                os.environ.pop("MISALIGN_FAST_PATH")
+                if old is not None:
+                    os.environ["MISALIGN_FAST_PATH"] = old
+        if len(pair) == 2 and all("wall_s" in r and "error" not in r for r in pair):
+            pair[1]["ratio"] = pair[1]["wall_s"] / pair[0]["wall_s"]
+            pair[1]["ratio_of"] = "wall time / kernels'"
+        rows += pair
+    return rows
+
+
+def _measure_row(preset: str, variant: str, workdir: Path, sampler: str) -> dict:
     d = workdir / f"measure-{preset}"
-    sim = measured(cli("simulate", "--preset", preset, "--no-truth", "--out", str(d)))
-    if sim["rc"] != 0:
-        return [{"benchmark": "measure", "variant": preset, "error": sim["stderr"][-300:]}]
+    if not (d / "ratings.parquet").exists():
+        sim = measured(cli("simulate", "--preset", preset, "--no-truth", "--out", str(d)))
+        if sim["rc"] != 0:
+            return {"benchmark": "measure", "variant": variant, "error": sim["stderr"][-300:]}
     res = workdir / "measure.nc"
     r = measured(cli("measure", str(d / "ratings.parquet"), "--tasks", str(d / "tasks.csv"),
                      *EXTRA_FIT_ARGS, "--sampler", sampler, "--json", "--no-progress", "--out",
                      str(res)))
-    row = {"benchmark": "measure", "variant": preset, "sampler": sampler, "wall_s": r["wall_s"],
+    row = {"benchmark": "measure", "variant": variant, "sampler": sampler, "wall_s": r["wall_s"],
            "peak_mb": r["peak_mb"]}
     if r["rc"] not in (0, 3):
         row["error"] = r["stderr"].strip().splitlines()[-1] if r["stderr"].strip() else r["rc"]
-        return [row]
+        return row
     payload = json.loads(r["stdout"])
     fit, timing = payload["fit"], payload["fit"].get("timing", {})
     row.update(n_ratings=payload["data"]["ratings"], compile_s=timing.get("compile_s"),
@@ -151,7 +175,7 @@ def measure_rows(quick: bool, workdir: Path, sampler: str) -> list[dict]:
     row["restarted"] = len(fit.get("restarts", {}).get("restarted_chains", []))
     row["restart_s"] = timing.get("restart_s", 0.0)
     res.unlink(missing_ok=True)
-    return [row]
+    return row
 
 
 def agreement_efficiency(results_file: Path, sample_s: float) -> tuple[float, float]:
