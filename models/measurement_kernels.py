@@ -240,7 +240,7 @@ def measurement_logp_grad(F, Z, mu, lam, sig2, mu_e, rho, s2e, t2, tf, om, va, d
             gl[q, j] = b[j]
         dom[2 * T + t] += b[5]
         dom[3 * T + t] += b[6]
-    AJ, AL, AF = np.empty((P, 4)), np.empty((P, L, 5)), np.zeros((P, Fm, 1))
+    AJ, AL, AF = np.empty((P, 4)), np.zeros((P, L, 5)), np.zeros((P, Fm, 1))
     Y = np.empty((2, Q))
     dw = np.zeros(T * S)
     for c in range(C):
