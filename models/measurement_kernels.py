@@ -125,16 +125,22 @@ def _columns(F, Z, mu, sig2, mu_e, rho, s2e, dmu, dsig2, dmu_e, drho, ds2e):
 
 
 @kernel
-def _va_in(F, Z, n, msg, om, va):
-    """Value-added into teacher n's message (in SD units of its latents); returns the
-    message, ω's (1, 1) and the term's constant."""
+def _va_terms(F, Z, n, om, va):
+    """Teacher n's value-added terms: (task, ω₁, ω₂, observed, c_q, c_s, residual variance,
+    value-added − ν₀ where observed)."""
     t = isec(Z, S_TEACHER_TASK)[n]
     T = Z[M_T]
-    w1, w2 = om[4 * T + t], om[5 * T + t]
     o = fsec(F, Z, S_VA_OBS)[n]
-    nu0, cq, cs = va[t], va[T + t], va[2 * T + t]
     sv2 = va[3 * T + t] + fsec(F, Z, S_VA_KNOWN)[n]
-    r = (fsec(F, Z, S_VA)[n] - nu0) * o
+    return (t, om[4 * T + t], om[5 * T + t], o, va[T + t], va[2 * T + t], sv2,
+            (fsec(F, Z, S_VA)[n] - va[t]) * o)
+
+
+@kernel
+def _va_in(F, Z, n, msg, om, va):
+    """Value-added into teacher n's message (in SD units of its latents); returns the
+    message (its latents' variances are now 1) and the term's constant."""
+    _, w1, w2, o, cq, cs, sv2, r = _va_terms(F, Z, n, om, va)
     s1, s2 = math.sqrt(w1), math.sqrt(w2)
     J11, J12, J22, h1, h2 = msg[n, 0], msg[n, 1], msg[n, 2], msg[n, 3], msg[n, 4]
     out = (w1 * J11 + o * cq * cq / sv2, s1 * s2 * J12 + o * cq * cs / sv2,
@@ -146,13 +152,8 @@ def _va_in(F, Z, n, msg, om, va):
 @kernel
 def _va_back(F, Z, n, msg, om, va, g, gmsg, gom, gva):
     """``_va_in``'s reverse pass from the adjoints g of its message (its constant's is 1)."""
-    t = isec(Z, S_TEACHER_TASK)[n]
+    t, w1, w2, o, cq, cs, sv2, r = _va_terms(F, Z, n, om, va)
     T = Z[M_T]
-    w1, w2 = om[4 * T + t], om[5 * T + t]
-    o = fsec(F, Z, S_VA_OBS)[n]
-    nu0, cq, cs = va[t], va[T + t], va[2 * T + t]
-    sv2 = va[3 * T + t] + fsec(F, Z, S_VA_KNOWN)[n]
-    r = (fsec(F, Z, S_VA)[n] - nu0) * o
     s1, s2 = math.sqrt(w1), math.sqrt(w2)
     J11, J12, J22, h1, h2 = msg[n, 0], msg[n, 1], msg[n, 2], msg[n, 3], msg[n, 4]
     gmsg[n, 0], gmsg[n, 1], gmsg[n, 2] = g[0] * w1, g[1] * s1 * s2, g[2] * w2
