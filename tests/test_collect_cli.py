@@ -152,7 +152,9 @@ def test_ctrl_c_and_kill_end_a_run_cleanly(tmp_path):
 
     from misalign.data.collect.testserver import RunningServer
 
-    write_units(tmp_path / "units.csv", 300)
+    # 1,200 requests at 300 ms over 32 connections: each signalled run is stopped a moment
+    # after its first answer, with most of the work still ahead of it.
+    write_units(tmp_path / "units.csv", 100)
     server = RunningServer(latency_ms=300, seed=1)
     try:
         study = write_study(tmp_path / "study.toml", server.api_base)
