@@ -7,6 +7,7 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytensor.scalar as ps
 import pytensor.tensor as pt
 import pytest
@@ -37,12 +38,19 @@ def study():
     return simulate(replace(PRESETS["small"], seed=1002))
 
 
-def _data(study, drop: float = 0.0, value_added: bool = True, seed: int = 0):
+def _data(study, drop: float = 0.0, value_added: bool = True, seed: int = 0,
+          again: float = 0.0):
     table = study.table()
+    rng = np.random.default_rng(seed)
+    r = table.ratings
     if drop:  # an unbalanced design: some LLM and expert ratings missing
-        rng = np.random.default_rng(seed)
-        r = table.ratings
-        table = replace(table, ratings=r[rng.uniform(size=len(r)) >= drop].reset_index(drop=True))
+        r = r[rng.uniform(size=len(r)) >= drop].reset_index(drop=True)
+    if again:  # some LLM ratings given twice (a second replicate, another score)
+        llm = r[(r["rater_kind"] == "llm") & (rng.uniform(size=len(r)) < again)].copy()
+        llm["replicate"] = llm["replicate"].astype(int) + 1
+        llm["score"] = llm["score"].where(llm["score"] <= llm["score"].min(), llm["score"] - 1)
+        r = pd.concat([r, llm], ignore_index=True)
+    table = replace(table, ratings=r)
     teachers = study.teachers if value_added else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -95,6 +103,11 @@ def test_unbalanced_design_and_sub_levels_equal_pymc(study, sub):
     model = MeasurementModel(_data(study, drop=0.3, value_added=False))
     model.sub_levels = sub
     _check(model, n_points=2)
+
+
+def test_replicated_ratings_equal_pymc(study):
+    """Some (cell, source) pairs rated twice: counts above one, more count patterns."""
+    _check(MeasurementModel(_data(study, again=0.2, seed=4)), n_points=2)
 
 
 def test_other_priors_equal_pymc(study):
