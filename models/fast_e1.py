@@ -161,6 +161,41 @@ def free_layout(model) -> tuple[list[str], list[tuple[int, ...]], dict[str, int]
     return names, shapes, offsets
 
 
+def trace_layout(model, names: list[str], shapes: list, offsets: dict[str, int], copy_op: int,
+                 op_of, skip: frozenset = frozenset(), extra: tuple = ()
+                 ) -> tuple[tuple | None, str]:
+    """What nutpie stores per draw: each piece of the free vector (``copy_op`` from its offset;
+    the names in ``skip`` left out), ``extra`` as (name, shape, op kind), then every other
+    posterior variable of the PyMC model in its order, ``op_of(name, at, size)`` giving its ops
+    (kind, argument, position, size) or None when the kernels do not know it. Returns
+    ((ops, names, shapes), "") or (None, why)."""
+    ops, t_names, t_shapes, at = [], [], [], 0
+    for rv, name, shape in zip(model.free_RVs, names, shapes, strict=True):
+        if name in skip:
+            continue
+        ops.append((copy_op, offsets[rv.name], at, math.prod(shape)))
+        t_names.append(name)
+        t_shapes.append(shape)
+        at += math.prod(shape)
+    for name, shape, kind in extra:
+        ops.append((kind, 0, at, math.prod(shape)))
+        t_names.append(name)
+        t_shapes.append(shape)
+        at += math.prod(shape)
+    for var in model.unobserved_value_vars:
+        if var.name in names:
+            continue
+        shape = _shape(model, var.name)
+        got = op_of(var.name, at, math.prod(shape))
+        if got is None:
+            return None, f"the fast path does not know the variable {var.name}"
+        ops += got
+        t_names.append(var.name)
+        t_shapes.append(shape)
+        at += math.prod(shape)
+    return (ops, t_names, t_shapes), ""
+
+
 def support_point(model, value_names: list[str]) -> np.ndarray:
     """The PyMC model's initial point (support points, on the transformed scale) as the free
     vector: where nutpie starts a PyMC model before its jitter (a Student-t chain started at
@@ -304,25 +339,7 @@ def pack_e1(vpm, stats: SufficientStats | None, fold: bool | None = None,
         p.f(vpm.task_weight),
     ]
     assert sections[0] == base + ek.S_COMPX and sections[-1] == base + ek.S_TWEIGHT
-    trace_names, trace_shapes, ops, at = [], [], [], 0
-    for rv, name, shape in zip(model.free_RVs, names, shapes, strict=True):
-        if name == "cell_mean" and not keep_cell_means:
-            continue  # 46,200 latents × draws at reference size: 1.5 GB
-        ops.append((ek.OP_COPY, offsets[rv.name], at, math.prod(shape)))
-        trace_names.append(name)
-        trace_shapes.append(shape)
-        at += math.prod(shape)
-    if student:
-        ops.append((ek.OP_RESID_MS, 0, at, 1))
-        trace_names.append(RESIDUAL_MEAN_SQUARE)
-        trace_shapes.append(())
-        at += 1
-    for var in model.unobserved_value_vars:
-        if var.name in names:
-            continue
-        shape = _shape(model, var.name)
-        size = math.prod(shape)
-        nm = var.name
+    def op_of(nm: str, at: int, size: int) -> list | None:
         if nm in offsets:  # a free variable on its transformed (log) scale: its value
             op = (ek.OP_EXP, offsets[nm])
         elif nm == "sigma_total":
@@ -336,11 +353,18 @@ def pack_e1(vpm, stats: SufficientStats | None, fold: bool | None = None,
         elif nm == "sigma_residual_task":
             op = (ek.OP_RES_SD, 0)
         else:
-            return None, f"the fast path does not know the variable {nm}"
-        ops.append((*op, at, size))
-        trace_names.append(nm)
-        trace_shapes.append(shape)
-        at += size
+            return None
+        return [(*op, at, size)]
+
+    # Student-t's cell latents: 46,200 × draws at reference size (1.5 GB), unless asked for;
+    # their realised mean squared residual instead.
+    trace, why = trace_layout(
+        model, names, shapes, offsets, ek.OP_COPY, op_of,
+        skip=frozenset() if keep_cell_means else frozenset({"cell_mean"}),
+        extra=((RESIDUAL_MEAN_SQUARE, (), ek.OP_RESID_MS),) if student else ())
+    if trace is None:
+        return None, why
+    ops, trace_names, trace_shapes = trace
     p.i(np.array(ops, dtype=np.int64).ravel())
     p.i([len(m) for m in aggs.values()])
     p.i([cidx["residual"]])

@@ -11,7 +11,14 @@ import math
 import numpy as np
 
 from . import e1_layout as ek
-from .fast_e1 import FastE1, free_layout, pack_likelihood, reparameterized, support_point
+from .fast_e1 import (
+    FastE1,
+    free_layout,
+    pack_likelihood,
+    reparameterized,
+    support_point,
+    trace_layout,
+)
 from .likelihood import SufficientStats
 from .packing import Pack
 from .prior_kernels import encode
@@ -87,25 +94,18 @@ def pack_gstudy(gm, fold: bool | None = None) -> tuple[FastE1 | None, str]:
                       (np.zeros(0), "i"), (np.array(blocks, dtype=np.int64), "i"),
                       (np.zeros(4), "f"), (np.zeros(0), "f"), (np.ones(1), "f")):
         (p.i if kind == "i" else p.f)(arr)
-    trace_names, trace_shapes = list(names), list(shapes)
-    ops = [(ek.OP_COPY, offsets[rv.name], offsets[rv.name], math.prod(s))
-           for rv, s in zip(model.free_RVs, shapes, strict=True)]
-    at = sum(math.prod(s) for s in shapes)
-    for var in model.unobserved_value_vars:
-        nm = var.name
-        if nm in names:
-            continue
-        shape = tuple(len(model.coords[d]) for d in model.named_vars_to_dims.get(nm, ()))
+    def op_of(nm: str, at: int, size: int) -> list | None:
         if nm in offsets:
-            ops.append((ek.OP_EXP, offsets[nm], at, math.prod(shape)))
-        elif nm == "rater_effect":
-            ops += [(ek.OP_EFFECT, b, at + g * n_rater, n_rater)
+            return [(ek.OP_EXP, offsets[nm], at, size)]
+        if nm == "rater_effect":
+            return [(ek.OP_EFFECT, b, at + g * n_rater, n_rater)
                     for g, b in enumerate(rater_blocks)]
-        else:
-            return None, f"the fast path does not know the variable {nm}"
-        trace_names.append(nm)
-        trace_shapes.append(shape)
-        at += math.prod(shape)
+        return None
+
+    trace, why = trace_layout(model, names, shapes, offsets, ek.OP_COPY, op_of)
+    if trace is None:
+        return None, why
+    ops, trace_names, trace_shapes = trace
     p.i(np.array(ops, dtype=np.int64).ravel())
     p.i([1])  # S_AGG_M (no budget)
     p.i([cidx["residual", g] for g in range(n_dim)])

@@ -16,7 +16,7 @@ import numpy as np
 from pymc.distributions.transforms import IntervalTransform, LogTransform
 
 from . import measurement_layout as ml
-from .fast_e1 import FastE1, _shape, free_layout, reparameterized, support_point
+from .fast_e1 import FastE1, _shape, free_layout, reparameterized, support_point, trace_layout
 from .packing import Pack
 from .prior_kernels import encode
 from .spec import zero_sum_basis
@@ -52,15 +52,14 @@ def _pack_data(p: Pack, mm) -> None:
         p.i(arr)
     local = d.column % K
     llm = local < S
-    # The LLM ratings' sections are written with the patterns (_pack_patterns); experts here.
+    pat = _patterns(d, llm, local)
+    for kind, arr in pat["blocks"]:
+        (p.i if kind == "i" else p.f)(arr)
+    p.i(mm.source_llm)
+    p.i(mm.llm_family)
     ex = ~llm
     key = d.cell[ex] * max(R, 1) + (local[ex] - S)
     pairs, counts = np.unique(key, return_counts=True)
-    blocks_at = len(p.sections)
-    for _ in range(4):
-        p.i(np.zeros(0))  # placeholders, replaced by _pack_patterns
-    p.i(mm.source_llm)
-    p.i(mm.llm_family)
     p.f(np.bincount(d.cell[ex], minlength=C))
     p.f(np.bincount(d.cell[ex], weights=d.y[ex], minlength=C))
     p.i(np.searchsorted(pairs // max(R, 1), np.arange(C + 1)))
@@ -78,14 +77,16 @@ def _pack_data(p: Pack, mm) -> None:
         va, observed, known = np.zeros(NT), np.zeros(NT), np.zeros(NT)
     for arr in (va, observed, known):
         p.f(arr)
-    _pack_patterns(p, d, llm, local, blocks_at)
+    h[ml.M_P] = pat["n"]
+    for kind, arr in pat["patterns"]:
+        (p.i if kind == "i" else p.f)(arr)
     assert len(p.sections) == ml.S_PAT_CELLS + 1
 
 
-def _pack_patterns(p: Pack, d, llm: np.ndarray, local: np.ndarray, blocks_at: int) -> None:
-    """Each cell's count pattern (its task and its ratings per source), the patterns'
-    (source, count) lists, and the LLM sums as one source-major block per pattern (into the
-    placeholder sections at ``blocks_at``)."""
+def _patterns(d, llm: np.ndarray, local: np.ndarray) -> dict:
+    """Each cell's count pattern (its task and its ratings per source): ``blocks``, the LLM
+    sums as one source-major block per pattern with each pattern's cells; ``patterns``, each
+    cell's pattern and each pattern's task, (source, count) list and number of cells."""
     S, C = len(d.sources), len(d.cell_task)
     counts = np.zeros((C, S + 1))
     np.add.at(counts, (d.cell[llm], local[llm]), 1.0)
@@ -98,19 +99,17 @@ def _pack_patterns(p: Pack, d, llm: np.ndarray, local: np.ndarray, blocks_at: in
     cells = np.argsort(cell_pat, kind="stable")
     cptr = np.searchsorted(cell_pat[cells], np.arange(len(rows) + 1))
     blocks = [sums[cells[cptr[q]:cptr[q + 1]]][:, x].T.ravel() for q, x in enumerate(srcs)]
-    sizes = [len(b) for b in blocks]
-    for k, (kind, arr) in enumerate((("i", cptr), ("i", cells), ("i", np.r_[0, np.cumsum(sizes)]),
-                                     ("f", np.concatenate(blocks) if blocks else np.zeros(0)))):
-        p.sections[blocks_at + k] = (kind, np.ascontiguousarray(
-            arr, dtype=np.int64 if kind == "i" else np.float64).ravel())
-    p.header[ml.M_P] = len(rows)
-    p.i(cell_pat)
-    p.i(rows[:, S])
-    p.i(np.r_[0, np.cumsum([len(x) for x in srcs])])
-    p.i(np.concatenate(srcs) if srcs else np.zeros(0))
-    p.f(np.concatenate([r[x] for r, x in zip(rows, srcs, strict=True)]) if srcs else
-        np.zeros(0))
-    p.f(np.bincount(cell_pat, minlength=len(rows)))
+    none = np.zeros(0)
+    block_ptr = np.r_[0, np.cumsum([len(b) for b in blocks])]
+    return {"n": len(rows),
+            "blocks": [("i", cptr), ("i", cells), ("i", block_ptr),
+                       ("f", np.concatenate(blocks) if blocks else none)],
+            "patterns": [("i", cell_pat), ("i", rows[:, S]),
+                         ("i", np.r_[0, np.cumsum([len(x) for x in srcs])]),
+                         ("i", np.concatenate(srcs) if srcs else none),
+                         ("f", np.concatenate([r[x] for r, x in zip(rows, srcs, strict=True)])
+                          if srcs else none),
+                         ("f", np.bincount(cell_pat, minlength=len(rows)))]}
 
 
 def _prior_spec(prior, transform) -> tuple[np.ndarray | None, int]:
@@ -191,19 +190,7 @@ def pack_measurement(mm) -> tuple[FastE1 | None, str]:
         block_index[eff_name] = len(blocks)
         blocks.append((offsets[rv.name], nb, var_of[sigma], int(centred), p.f(basis), target,
                        p.i(rows)))
-    # Trace values: the free vector, then the rest of the posterior in the PyMC model's order.
-    trace_names, trace_shapes, ops, at = [], [], [], 0
-    for rv, name, shape in zip(model.free_RVs, names, shapes, strict=True):
-        ops.append((ml.OP_COPY, offsets[rv.name], at, math.prod(shape)))
-        trace_names.append(name)
-        trace_shapes.append(shape)
-        at += math.prod(shape)
-    for var in model.unobserved_value_vars:
-        nm = var.name
-        if nm in names:
-            continue
-        shape = _shape(model, nm)
-        size = math.prod(shape)
+    def op_of(nm: str, at: int, size: int) -> list | None:
         if nm in var_of:
             op = (ml.OP_NAT, var_of[nm])
         elif nm in block_index:
@@ -213,11 +200,13 @@ def pack_measurement(mm) -> tuple[FastE1 | None, str]:
         elif nm == "va_rho_quality":
             op = (ml.OP_RHO_Q, 0)
         else:
-            return None, f"the fast path does not know the variable {nm}"
-        ops.append((*op, at, size))
-        trace_names.append(nm)
-        trace_shapes.append(shape)
-        at += size
+            return None
+        return [(*op, at, size)]
+
+    trace, why = trace_layout(model, names, shapes, offsets, ml.OP_COPY, op_of)
+    if trace is None:
+        return None, why
+    ops, trace_names, trace_shapes = trace
     first = len(p.sections)
     p.i(np.array(var_rows, dtype=np.int64).ravel())
     p.i(roles)
