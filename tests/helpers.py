@@ -41,3 +41,13 @@ def ncte_long(path) -> pd.DataFrame:
         "unit_id": long["OBSID"] + "-" + long["CHAPNUM"], "task": long["task"],
         "rater": "expert_" + long["RATERID"], "rater_kind": "expert", "prompt": "",
         "score": long["score"], "transcript_id": long["OBSID"], "teacher_id": long["NCTETID"]})
+
+
+def free_point(fast, x: np.ndarray) -> dict[str, np.ndarray]:
+    """A free vector of the fast path as the PyMC model's point (value variable → array)."""
+    point, at = {}, 0
+    for name, shape in zip(fast.value_names, fast.value_shapes, strict=True):
+        n = int(np.prod(shape))
+        point[name] = x[at:at + n].reshape(shape)
+        at += n
+    return point

@@ -22,6 +22,7 @@ from misalign.data.simulate import PRESETS, simulate
 from misalign.models.fast_measurement import pack_measurement
 from misalign.models.measurement import MeasurementModel
 from misalign.models.options import SamplerConfig
+from tests.helpers import free_point
 
 
 @node_rewriter([Elemwise])
@@ -73,11 +74,7 @@ def _check(model: MeasurementModel, n_points: int = 3) -> None:
     grad = np.zeros(fast.n_dim)
     for k in range(n_points):
         x = fast.init + (rng.normal(0.0, 0.5, fast.n_dim) if k else 0.0)
-        point, at = {}, 0
-        for name, shape in zip(fast.value_names, fast.value_shapes, strict=True):
-            n = int(np.prod(shape))
-            point[name] = x[at:at + n].reshape(shape)
-            at += n
+        point = free_point(fast, x)
         ref, dref = float(logp(point)), np.asarray(dlogp(point))
         lp = measurement_logp(x, fast.F, fast.Z, grad)
         assert abs(lp - ref) <= 1e-8 * max(1.0, abs(ref)), (lp, ref)

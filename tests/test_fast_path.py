@@ -18,7 +18,7 @@ from misalign.data import MisalignmentData, build_misalignment
 from misalign.models import VariancePartitionModel
 from misalign.models.fast_e1 import pack_e1
 from misalign.models.likelihood import e1_stats
-from tests.helpers import tiny_unbalanced_frame
+from tests.helpers import free_point, tiny_unbalanced_frame
 
 
 def _tiny(seed: int, tasks=("T1", "T2", "T3")) -> MisalignmentData:
@@ -75,11 +75,7 @@ def _compare(pm_model, packs, n_points: int) -> None:
     grad = np.zeros(fast.n_dim)
     for _ in range(n_points):
         x = rng.normal(0.0, 0.7, fast.n_dim)
-        point, at = {}, 0
-        for name, shape in zip(fast.value_names, fast.value_shapes, strict=True):
-            n = int(np.prod(shape))
-            point[name] = x[at:at + n].reshape(shape)
-            at += n
+        point = free_point(fast, x)
         ref, dref = float(logp(point)), np.asarray(dlogp(point))
         for fast in packs:
             kernel = e1_student_logp_grad if fast.Z[H_STUDENT] > 0 else e1_logp_grad
