@@ -284,10 +284,13 @@ class CellLeaves:
             segsum, top=top, take=take)
 
     def logp_compiled(self, f: np.ndarray, s2_cell, s2_res, s2_levels: dict,
-                      offset: np.ndarray | None = None) -> np.ndarray:
-        """``logp`` by the compiled kernel (pointwise_kernels.py): one pass per draw, draws in
-        parallel, no temporaries of the data's size. Shapes as ``logp``."""
-        from .pointwise_kernels import leaves_logp
+                      offset: np.ndarray | None = None, form: str = "auto") -> np.ndarray:
+        """``logp`` by the compiled kernels (pointwise_kernels.py): one pass per draw, draws in
+        parallel, no temporaries of the data's size. Shapes as ``logp``. ``form``: "folded"
+        (the leaves folded into patterns, pointwise_fold.py), "leaves" (leaf by leaf), or
+        "auto": folded when its tables hold fewer rows than the leaves and their pairs."""
+        from .pointwise_fold import FoldedLeaves
+        from .pointwise_kernels import folded_logp, leaves_logp
 
         n, C = f.shape[0], len(self.cell_n)
 
@@ -321,17 +324,27 @@ class CellLeaves:
             lev_idx.append(j + at)
             at += v.shape[1]
         starts = np.cumsum([0, *[len(i) for i in idx]]).astype(np.int64)
+        levels = (np.concatenate([np.zeros(0, np.int64), *idx]), starts, np.concatenate(tops),
+                  np.concatenate([np.zeros(0, np.int64), *lev_idx]), self.n_top)
+        draws = (np.ascontiguousarray(f, dtype=float), np.ascontiguousarray(s2c),
+                 np.ascontiguousarray(s2e),
+                 np.ascontiguousarray(np.column_stack(lev_cols) if lev_cols
+                                      else np.zeros((n, 0))),
+                 np.ascontiguousarray(offset))
+        comp = comp.ravel().astype(np.int64)
+        comp_w = np.ascontiguousarray(comp_w, dtype=float)
+        fold = None if form == "leaves" else FoldedLeaves.build(self, cidx, eidx, comp)
+        if form == "folded" and fold is None:
+            raise ValueError("these leaves cannot be folded (no level above them)")
+        if fold is not None and (form == "folded" or fold.rows < len(self.pair_cell) + C):
+            return folded_logp(fold.pat_start, fold.pat_design, fold.pat_cnt, fold.pat_n,
+                               fold.pat_c, fold.pat_e, *fold.r1, *fold.r2, *fold.r3,
+                               fold.top_const, comp_w, *levels, *draws)
         return leaves_logp(
             self.cell_n, self.cell_sum, self.cell_sq,
             np.searchsorted(self.pair_cell, np.arange(C + 1)).astype(np.int64),
-            self.pair_design.astype(np.int64), self.pair_n, self.pair_sum, cidx, eidx,
-            comp.ravel().astype(np.int64), np.ascontiguousarray(comp_w, dtype=float),
-            np.concatenate([np.zeros(0, np.int64), *idx]), starts, np.concatenate(tops),
-            np.concatenate([np.zeros(0, np.int64), *lev_idx]),
-            self.n_top, np.ascontiguousarray(f, dtype=float), np.ascontiguousarray(s2c),
-            np.ascontiguousarray(s2e),
-            np.ascontiguousarray(np.column_stack(lev_cols) if lev_cols else np.zeros((n, 0))),
-            np.ascontiguousarray(offset))
+            self.pair_design.astype(np.int64), self.pair_n, self.pair_sum, cidx, eidx, comp,
+            comp_w, *levels, *draws)
 
     def logp_draws(self, f: np.ndarray, s2_cell, s2_res, s2_levels: dict, posterior,
                    top_name: str, chunk: int = 250, offset: np.ndarray | None = None):

@@ -223,7 +223,7 @@ def test_the_trace_has_the_pymc_models_variables_and_dims():
 @pytest.mark.parametrize("source", ["small", "tiny"])
 def test_compiled_pointwise_likelihood_equals_numpy(small_data, source):
     """Per top-level node and draw, with offsets, residual groups and leaves below the cells;
-    scalar variances (E1) and per-node ones (the G-study's form)."""
+    scalar variances (E1) and per-node ones (the G-study's form); leaf by leaf and folded."""
     from misalign.models.likelihood import CellLeaves
 
     with warnings.catch_warnings():
@@ -246,15 +246,18 @@ def test_compiled_pointwise_likelihood_equals_numpy(small_data, source):
     lev = {name: rng.uniform(0.05, 0.5, (n, 1)) for name, _ in chain.leaf_parents}
     off = None if w is None else rng.normal(0, 0.2, (n, w.shape[1]))
     ref = leaves.logp(f, s2c, s2e, lev, off)
-    np.testing.assert_allclose(leaves.logp_compiled(f, s2c, s2e, lev, off), ref, rtol=1e-10,
-                               atol=1e-8)
+    for form in ("leaves", "folded"):
+        np.testing.assert_allclose(leaves.logp_compiled(f, s2c, s2e, lev, off, form=form), ref,
+                                   rtol=1e-10, atol=1e-8)
     # one variance per node, as the G-study passes them
     per_node = {name: np.repeat(v, int(idx.max()) + 1, axis=1)
                 for (name, idx), v in zip(chain.leaf_parents, lev.values(), strict=True)}
     per_leaf = np.repeat(s2c, len(leaves.cell_n), axis=1)
-    np.testing.assert_allclose(leaves.logp_compiled(f, per_leaf, s2e, per_node, off),
-                               leaves.logp(f, per_leaf, s2e, per_node, off), rtol=1e-10,
-                               atol=1e-8)
+    ref = leaves.logp(f, per_leaf, s2e, per_node, off)
+    for form in ("leaves", "folded"):
+        np.testing.assert_allclose(leaves.logp_compiled(f, per_leaf, s2e, per_node, off,
+                                                        form=form),
+                                   ref, rtol=1e-10, atol=1e-8)
 
 
 @pytest.mark.parametrize("facets", [(), ("school",)], ids=["teacher", "school"])
