@@ -1,7 +1,9 @@
-"""Collection throughput: misalign's runner + store against plain ``litellm.acompletion``.
+"""Collection throughput: misalign's runner + store against plain ``litellm.acompletion``, batch
+mode, and 1, 2 and 4 shards in parallel processes.
 
     python benchmarks/collect.py            # 3,000 ratings × 3 repeats of each variant
     python benchmarks/collect.py --quick    # 600 ratings × 2
+    python benchmarks/collect.py --rows batch,shards
 
 Both variants send the same prompts to the local test server (``misalign.data.collect.
 testserver``, in its own process) at the same latency (100 ms) and concurrency (64), through
@@ -11,9 +13,15 @@ litellm over real HTTP, in this one process, alternating so that load drifts hit
 - ``misalign``: ``Collector.run`` on a fresh SQLite store: plan and unit sync, prompt building
   (incl. BM25 retrieval for ``rag``), rate limiter, retry wrapper, parsing, cost, one
   transaction per rating.
+- ``batch``: the same study in batch mode (``Collector(mode="batch")``, 4 batches per LLM)
+  against the server's batch endpoints with a completion delay (``--batch-delay-s``): the wall
+  time is mostly the provider's delay; the CPU is the client's (JSONL, upload, polling,
+  download, parsing, recording).
+- ``shards k``: k ``misalign collect --shard i/k`` processes at once on one store (live mode);
+  CPU is the children's (``RUSAGE_CHILDREN``), including each process's start (imports).
 Reported per variant (median over repeats): wall seconds, ratings/s and CPU ms per rating
-(process CPU time, all threads); the ratio column is misalign / plain. The layer's budget is
-+15 % CPU per rating.
+(process CPU time, all threads); the ratio column is each variant / plain. The layer's budget
+is +15 % CPU per rating.
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,6 +79,29 @@ def measure(fn) -> tuple[float, float]:
     return time.perf_counter() - w, time.process_time() - c
 
 
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def shards(study_path: Path, tmp: Path, k: int, rep: int, n: int) -> tuple[float, float]:
+    """k processes on one store at once; (wall, children's CPU)."""
+    store = tmp / f"shards{k}-{rep}.sqlite"
+    env = os.environ | {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    w, c = time.perf_counter(), children_cpu()
+    procs = [subprocess.Popen([sys.executable, "-m", "misalign.cli", "collect", str(study_path),
+                               "--store", str(store), "--no-progress", "--shard", f"{i}/{k}"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for i in range(1, k + 1)]
+    for p in procs:
+        _, err = p.communicate()
+        assert p.returncode == 0, err[-2000:]
+    wall, cpu = time.perf_counter() - w, children_cpu() - c
+    with Store(store) as s:
+        assert s.counts()["scored"] == n, s.counts()
+    return wall, cpu
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -76,7 +109,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--latency-ms", type=float, default=100.0)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--batch-delay-s", type=float, default=5.0)
+    ap.add_argument("--rows", default="live,batch,shards",
+                    help="comma-separated subset of live (plain and misalign), batch, shards")
     a = ap.parse_args(argv)
+    which = set(a.rows.split(","))
     n_units = a.units or (50 if a.quick else 250)
     repeats = a.repeats or (2 if a.quick else 3)
     import litellm
@@ -85,13 +122,15 @@ def main(argv: list[str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="misalign-bench-collect-"))
     write_units(tmp / "units.csv", n_units)
     rows = []
-    with RunningServer(latency_ms=a.latency_ms) as server:
+    with RunningServer(latency_ms=a.latency_ms, batch_delay_s=a.batch_delay_s) as server:
         # 2 tasks × 3 strategies × 2 LLMs × 1 replicate = 12 ratings per unit.
         study_path = write_study(tmp / "study.toml", server.api_base,
                                  strategies=("base", "cot", "rag"),
                                  llms=(("mock-a", "openai/mock-a", "f1"),
                                        ("mock-b", "openai/mock-b", "f1")),
-                                 run={"concurrency": a.concurrency, "timeout_s": 60.0})
+                                 run={"concurrency": a.concurrency, "timeout_s": 60.0,
+                                      "batch_poll_s": 0.5, "batch_poll_max_s": 2.0,
+                                      "batch_max_requests": -(-n_units * 6 // 4)})
         study = read_study(study_path)
         units = read_units(study.units)
         text = units.text_of()
@@ -102,19 +141,27 @@ def main(argv: list[str] | None = None) -> None:
                 for r in iter_plan(study, units)]
         n = len(jobs)
         plain(litellm, jobs[:200], server.api_base, a.concurrency)  # warm litellm's imports
-        results: dict[str, list[tuple[float, float]]] = {"plain": [], "misalign": []}
+        results: dict[str, list[tuple[float, float]]] = {"plain": []}
         for rep in range(repeats):
             results["plain"].append(measure(
                 lambda: plain(litellm, jobs, server.api_base, a.concurrency)))
+            for mode in ("live", "batch"):
+                if mode not in which:
+                    continue
 
-            def ours(rep=rep) -> None:
-                with Store(tmp / f"store-{rep}.sqlite") as s:
-                    summary = Collector(study, units, s).run()
-                assert summary.scored == n, summary.to_dict()
+                def ours(rep=rep, mode=mode) -> None:
+                    with Store(tmp / f"store-{mode}-{rep}.sqlite") as s:
+                        summary = Collector(study, units, s, mode=mode).run()
+                    assert summary.scored == n, summary.to_dict()
 
-            results["misalign"].append(measure(ours))
-            print(f"repeat {rep + 1}/{repeats}: plain {results['plain'][-1][0]:.1f} s, "
-                  f"misalign {results['misalign'][-1][0]:.1f} s", file=sys.stderr)
+                name = "misalign" if mode == "live" else f"misalign batch ({a.batch_delay_s:g} s)"
+                results.setdefault(name, []).append(measure(ours))
+            if "shards" in which:
+                for k in (1, 2, 4):
+                    results.setdefault(f"shards {k} (processes)", []).append(
+                        shards(study_path, tmp, k, rep, n))
+            print(f"repeat {rep + 1}/{repeats}: " + ", ".join(
+                f"{k} {v[-1][0]:.1f} s" for k, v in results.items()), file=sys.stderr)
     base_cpu = statistics.median(c for _, c in results["plain"]) / n * 1000
     for name, vals in results.items():
         wall = statistics.median(w for w, _ in vals)

@@ -35,15 +35,19 @@ def _print_dry_run(dr, study) -> None:
               f"{study.replicates} replicate(s) × units); already scored {dr.scored:,}; "
               f"to send {dr.to_send:,}", markup=False, highlight=False)
     t = Table(title="cost estimate (prompt length measured, typical answer length; "
-                    "upper bound at max_tokens)")
-    for c in ("llm", "model", "requests", "tokens in", "tokens out", "cost", "at most",
-              "pricing"):
-        t.add_column(c, justify="right" if c not in ("llm", "model", "pricing") else "left")
+                    "upper bound at max_tokens), live and batch price")
+    for c in ("llm", "model", "mode", "requests", "tokens in", "tokens out", "live", "at most",
+              "batch", "at most ", "pricing (live; batch)"):
+        t.add_column(c, justify="left" if c in ("llm", "model", "mode", "pricing (live; batch)")
+                     else "right")
     for r in dr.per_llm:
-        t.add_row(r["name"], r["model"], f"{r['requests']:,}", f"{r['tokens_in']:,}",
-                  f"{r['tokens_out']:,}", _usd(r["cost"]), _usd(r["cost_max"]), r["pricing"])
+        t.add_row(r["name"], r["model"], r["mode"], f"{r['requests']:,}", f"{r['tokens_in']:,}",
+                  f"{r['tokens_out']:,}", _usd(r["cost"]), _usd(r["cost_max"]),
+                  _usd(r["cost_batch"]), _usd(r["cost_batch_max"]),
+                  f"{r['pricing']}; {r['pricing_batch']}")
     out.print(t)
-    total = f"total {_usd(dr.total_cost)} (at most {_usd(dr.total_cost_max)})"
+    total = (f"total {_usd(dr.total_cost)} (at most {_usd(dr.total_cost_max)}), each LLM at the "
+             "price of its mode")
     if dr.unpriced:
         total += (f"; no price for {', '.join(dr.unpriced)} (not in litellm's cost map: add "
                   "input_cost_per_token / output_cost_per_token to their [[llm]] entry)")
@@ -64,6 +68,15 @@ def _summary_table(s) -> Table:
              ("failed in the store", f"{c['failed']:,}"),
              ("pending in the store", f"{c['pending']:,}")]
     rows += [(f"  failed: {k}", f"{v:,}") for k, v in s.failure_reasons.items()]
+    if c.get("batched"):
+        rows.append(("in batches not yet collected", f"{c['batched']:,}"))
+    rows += [(f"batches {k}", f"{v:,}") for k, v in sorted(s.batches.items())]
+    if s.shard:
+        rows.append(("shard", s.shard))
+    modes = sorted(set(s.modes.values()))
+    if modes != ["live"]:
+        rows += [(f"mode {m}", ", ".join(n for n, v in s.modes.items() if v == m))
+                 for m in modes]
     rate = s.scored / s.elapsed_s if s.elapsed_s else 0.0
     rows += [("cost this run", _usd(s.cost)), ("cost in the store", _usd(s.spent_total)),
              ("elapsed", f"{s.elapsed_s:.1f} s ({rate:.1f} scored/s)")]
@@ -94,6 +107,16 @@ def collect(
                    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")
                        ] = False,
+    mode: Annotated[str | None, typer.Option(help=(
+        "live, batch or auto for every LLM (default: each LLM's `mode`, else the study's). "
+        "batch: provider batch APIs, about half the price, results within the provider's "
+        "window; auto: batch where the provider has one."))] = None,
+    shard: Annotated[str | None, typer.Option(help=(
+        "i/n: collect only shard i of n of the plan (a stable split by request key); run n "
+        "processes, on one store or on n stores that `misalign export` merges."))] = None,
+    status: Annotated[bool, typer.Option("--status", help=(
+        "Show the store's counts, recent runs and the batches in flight; send nothing."))
+    ] = False,
 ) -> None:
     """Collect LLM ratings into a resumable SQLite store (rerun to resume or retry)."""
     from misalign.data import ValidationError
@@ -109,6 +132,8 @@ def collect(
     from misalign.data.collect import (
         dry_run as make_dry_run,
     )
+    from misalign.data.collect.plan import parse_shard
+    from misalign.data.collect.study import MODES
 
     try:
         st = read_study(study)
@@ -119,12 +144,24 @@ def collect(
     except ValidationError as exc:
         raise _problems(exc) from None
     store_path = store or study.with_suffix(".sqlite")
+    if mode is not None and mode not in MODES:
+        raise _fail(f"error: --mode must be one of {', '.join(MODES)} (got {mode!r})")
+    try:
+        shard_of = parse_shard(shard) if shard else None
+    except ValueError as exc:
+        raise _fail(f"error: {exc}") from None
+    if status:
+        if not store_path.exists():
+            raise _fail(f"error: {store_path}: no such store (nothing collected yet)")
+        with Store(store_path, readonly=True) as s:
+            _print_status(s)
+        return
     if dry_run:
         scored: set[str] = set()
         if store_path.exists():
             with Store(store_path, readonly=True) as s:
                 scored = s.scored_keys()
-        _print_dry_run(make_dry_run(st, un, scored), st)
+        _print_dry_run(make_dry_run(st, un, scored, mode=mode), st)
         return
     import logging
 
@@ -148,7 +185,8 @@ def collect(
             summary = Collector(st, un, s, concurrency=concurrency, cost_cap=cost_cap,
                                 retry_failed=retry_failed, on_progress=on_progress,
                                 on_prepared=set_total, redactor=redactor,
-                                log_path=str(log or store_path.with_suffix(".log"))).run()
+                                log_path=str(log or store_path.with_suffix(".log")),
+                                mode=mode, shard=shard_of).run()
     except (StoreError, CollectError) as exc:
         raise _fail(f"error: {redactor(str(exc))}") from None
     except KeyboardInterrupt:
@@ -170,6 +208,47 @@ def collect(
         out.print(f"store: {store_path}", markup=False, highlight=False)
     if summary.status != "complete":
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _print_status(store) -> None:
+    """Counts, the last runs and the batches not yet collected, from the store alone."""
+    import json as _json
+    from datetime import UTC, datetime
+
+    from misalign.data.collect.batch_ledger import BatchLedger
+
+    c = store.counts()
+    out.print("requests: " + ", ".join(f"{v:,} {k}" for k, v in c.items()), markup=False,
+              highlight=False)
+    runs = store.db.execute("SELECT run_id, started_at, status, options FROM runs "
+                            "ORDER BY run_id DESC LIMIT 5").fetchall()
+    t = Table(title="recent runs")
+    for col in ("run", "started", "status", "shard", "modes"):
+        t.add_column(col)
+    for run_id, started, st, options in runs:
+        o = _json.loads(options or "{}")
+        t.add_row(str(run_id), started, st, o.get("shard") or "all",
+                  ", ".join(sorted(set((o.get("modes") or {}).values()))) or "live")
+    out.print(t)
+    try:
+        flights = BatchLedger(store).in_flight()
+    except Exception:  # a version-1 store has no batches
+        flights = []
+    if not flights:
+        out.print("no batches in flight", markup=False)
+        return
+    t = Table(title="batches in flight (as last seen; `misalign collect` resumes them)")
+    for col in ("#", "llm", "state", "provider status", "requests", "done", "failed",
+                "batch id", "age"):
+        t.add_column(col)
+    stamp = datetime.now(UTC)
+    for f in flights:
+        rc = f.request_counts or {}
+        age = stamp - datetime.fromisoformat(f.created_at)
+        t.add_row(str(f.batch_row), f.llm, f.state, f.provider_status or "-",
+                  f"{f.n_requests:,}", str(rc.get("completed", "-")), str(rc.get("failed", "-")),
+                  f.batch_id or "-", f"{age.total_seconds() / 60:.0f} min")
+    out.print(t)
 
 
 def _interrupt(signum, frame) -> None:
@@ -203,8 +282,10 @@ class _progress:
                               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                               TextColumn("ETA"), TimeRemainingColumn(),
                               TextColumn("failed {task.fields[failed]}"),
-                              TextColumn("cost {task.fields[cost]}"), console=err)
-            self.task = self.p.add_task("collect", total=n, failed=0, cost="$0", rate="")
+                              TextColumn("cost {task.fields[cost]}"),
+                              TextColumn("{task.fields[batches]}"), console=err)
+            self.task = self.p.add_task("collect", total=n, failed=0, cost="$0", rate="",
+                                        batches="")
             self.t0 = time.perf_counter()
             self.p.start()
 
@@ -212,8 +293,13 @@ class _progress:
             if self.p is None:
                 return
             el = time.perf_counter() - self.t0
+            fields = {}
+            if "batches" in d:  # batch mode: how many batches are in each provider state
+                fields["batches"] = "batches " + ", ".join(
+                    f"{v} {k}" for k, v in sorted(d["batches"].items()))
             self.p.update(self.task, completed=d["done"], failed=d["failed"],
-                          cost=f"${d['cost']:.4f}", rate=f"{d['done'] / el:.1f}/s" if el else "")
+                          cost=f"${d['cost']:.4f}", rate=f"{d['done'] / el:.1f}/s" if el else "",
+                          **fields)
 
         return (on_progress, set_total)
 
@@ -223,7 +309,9 @@ class _progress:
 
 
 def export(
-    store: Annotated[Path, typer.Argument(help="A store written by `misalign collect`.")],
+    store: Annotated[list[Path], typer.Argument(help=(
+        "A store written by `misalign collect`, or several of one study (e.g. the stores of "
+        "`--shard` runs on several machines), merged."))],
     out_path: Annotated[Path, typer.Option("--out", help=(
         "Ratings file to write (.parquet or .csv), in the long format `misalign fit` reads."))
     ] = Path("ratings.parquet"),
@@ -234,10 +322,11 @@ def export(
     from misalign.data import ValidationError
     from misalign.data.collect import StoreError, export_ratings
 
-    if not store.exists():
-        raise _fail(f"error: {store}: no such store")
+    for p in store:
+        if not p.exists():
+            raise _fail(f"error: {p}: no such store")
     try:
-        ex = export_ratings(store, out_path, experts=experts)
+        ex = export_ratings(store if len(store) > 1 else store[0], out_path, experts=experts)
     except ValidationError as exc:
         raise _problems(exc) from None
     except StoreError as exc:

@@ -66,7 +66,7 @@ def test_faults_of_every_kind_counts_add_up_and_a_rerun_retries_failures(tmp_pat
     assert first.scored + first.failed == 2000
     assert first.failed > 0 and first.parse_failures > 0
     c1 = first.store_counts
-    assert c1 == {"pending": 0, "scored": first.scored, "failed": first.failed}
+    assert c1 == {"pending": 0, "scored": first.scored, "failed": first.failed, "batched": 0}
     assert sum(first.failure_reasons.values()) == first.failed
     assert set(first.failure_reasons) <= KNOWN_REASONS
     # Run 2 retries exactly the failures, and the totals still add up.

@@ -41,6 +41,28 @@ def pricing_for(llm: LLMConfig) -> Pricing:
     return Pricing(float(inp), float(out), "litellm")
 
 
+def batch_pricing_for(llm: LLMConfig) -> Pricing:
+    """The batch price: the study file's ``batch_*_cost_per_token``, else litellm's
+    ``*_cost_per_token_batches``, else the live price (an upper bound: providers' batch prices
+    are lower), labelled so."""
+    if llm.batch_input_cost_per_token is not None and llm.batch_output_cost_per_token is not None:
+        return Pricing(llm.batch_input_cost_per_token, llm.batch_output_cost_per_token,
+                       "study file (batch)")
+    import litellm
+
+    try:
+        info = litellm.get_model_info(llm.model)
+    except Exception:  # no entry: only the study file's live price can stand in
+        info = {}
+    inp, out = info.get("input_cost_per_token_batches"), info.get("output_cost_per_token_batches")
+    if inp is not None and out is not None:
+        return Pricing(float(inp), float(out), "litellm (batch)")
+    live = pricing_for(llm)
+    if not live.known:
+        return live
+    return Pricing(live.input, live.output, f"{live.source} (live price: no batch price known)")
+
+
 def approx_tokens(messages: list[dict[str, str]]) -> int:
     """About four characters a token: only for reservations and estimates, never for billing
     (billing uses the usage the provider returns)."""

@@ -50,19 +50,68 @@ def _task_table(store: Store) -> pd.DataFrame:
                          for t, v in tasks.items()], columns=["task", "scale_min", "scale_max"])
 
 
-def export_ratings(store_path: str | Path, out: str | Path, experts: str | Path | None = None
-                   ) -> Export:
-    out = Path(out)
+_SAME_STUDY = ("tasks", "strategies", "replicates")
+
+
+def _read(store_path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     with Store(store_path, readonly=True) as store:
         tasks = _task_table(store)
         llm = store.frame(
-            "SELECT r.unit_id, r.task, r.rater, 'llm' AS rater_kind, r.strategy AS prompt, "
+            "SELECT r.key, r.unit_id, r.task, r.rater, 'llm' AS rater_kind, r.strategy AS prompt, "
             "r.score, r.replicate, u.transcript_id, u.teacher_id, r.family FROM requests r "
             "JOIN units u ON u.unit_id = r.unit_id WHERE r.status = 'scored' ORDER BY r.rowid")
         excluded = store.frame(
             "SELECT key, rater, strategy AS prompt, task, unit_id, replicate, status, attempts, "
             "COALESCE(last_error, 'not attempted yet') AS reason FROM requests "
             "WHERE status != 'scored' ORDER BY rowid")
+        study = json.loads(store.meta("study") or "{}")
+    return tasks, llm, excluded, study
+
+
+def _merge(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Several stores of one study (shards, or machines) as one: a request scored in any store
+    is scored; the same request scored in two stores with different scores keeps the first
+    and reports the other; a request no store scored is reported once."""
+    parts = [_read(p) for p in paths]
+    tasks, _, _, study = parts[0]
+    ident = {k: study.get(k) for k in _SAME_STUDY}
+    for p, (_, _, _, other) in zip(paths[1:], parts[1:], strict=True):
+        diff = [k for k in _SAME_STUDY if other.get(k) != ident[k]]
+        if diff:
+            raise ValidationError([Problem(file=str(p), message=(
+                f"not the same study as {paths[0]} (differs in {', '.join(diff)}): only stores "
+                "of one study merge"))])
+    scored = pd.concat([llm for _, llm, _, _ in parts], ignore_index=True)
+    dup = scored.duplicated("key", keep="first")
+    first = scored.loc[~dup].set_index("key")["score"]
+    again = scored.loc[dup]
+    clash = again.loc[again["score"].to_numpy() != first.loc[again["key"]].to_numpy()]
+    llm = scored.loc[~dup].reset_index(drop=True)
+    excluded = pd.concat([ex for _, _, ex, _ in parts], ignore_index=True)
+    excluded = excluded.loc[~excluded["key"].isin(set(llm["key"]))]
+    excluded = excluded.drop_duplicates("key", keep="first")
+    if len(clash):
+        excluded = pd.concat([excluded, pd.DataFrame({
+            "key": clash["key"], "rater": clash["rater"], "prompt": clash["prompt"],
+            "task": clash["task"], "unit_id": clash["unit_id"],
+            "replicate": clash["replicate"], "status": "conflicting_duplicate",
+            "attempts": np.nan,
+            "reason": "scored again in another store with a different score; the first "
+                      "store's score is exported"})], ignore_index=True)
+    return tasks, llm, excluded
+
+
+def export_ratings(store_path: str | Path | list, out: str | Path,
+                   experts: str | Path | None = None) -> Export:
+    """``store_path``: one store, or several of one study (``--shard`` runs) merged."""
+    out = Path(out)
+    paths = [Path(p) for p in store_path] if isinstance(store_path, list | tuple) \
+        else [Path(store_path)]
+    if len(paths) == 1:
+        tasks, llm, excluded, _ = _read(paths[0])
+    else:
+        tasks, llm, excluded = _merge(paths)
+    llm = llm.drop(columns="key")
     parts = [llm]
     if experts is not None:
         table = load_ratings(experts, tasks=tasks)

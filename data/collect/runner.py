@@ -16,8 +16,10 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from .batch import BatchRunner
 from .cost import Pricing, approx_tokens, pricing_for
 from .limits import ModelLimits, backoff, classify, retry_after
+from .modes import check_batch, resolve_mode
 from .parse import parse_answer
 from .plan import iter_plan, plan_size
 from .prompts import PromptBuilder
@@ -54,10 +56,14 @@ class RunSummary:
     spent_total: float = 0.0
     unpriced: list = field(default_factory=list)
     stopped_llms: dict = field(default_factory=dict)
+    modes: dict = field(default_factory=dict)  # LLM -> live or batch
+    batches: Counter = field(default_factory=Counter)  # created, submitted, completed, …
+    shard: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["errors"] = dict(self.errors)
+        d["batches"] = dict(self.batches)
         return d
 
 
@@ -76,7 +82,8 @@ class Collector:
                  retry_failed: bool = True, on_progress: Callable[[dict], None] | None = None,
                  on_prepared: Callable[[int], None] | None = None,
                  redactor: Redactor | None = None, log_path: str | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, mode: str | None = None,
+                 shard: tuple[int, int] | None = None) -> None:
         self.study, self.units, self.store = study, units, store
         self.concurrency = concurrency or study.run.concurrency
         self.cost_cap = cost_cap if cost_cap is not None else study.cost_cap_usd
@@ -96,6 +103,9 @@ class Collector:
         self.stopped: dict[str, str] = {}
         self.auth_streak: Counter = Counter()
         self.reserved = 0.0
+        self.mode = mode  # the --mode override of every LLM's mode
+        self.shard = shard
+        self.store_id = store.meta("store_id") or "store"
 
     def _keys(self) -> dict[str, str | None]:
         keys = {}
@@ -223,6 +233,12 @@ class Collector:
         if a.settles and a.outcome != "scored":
             log.info("failed %s: %s: %s", a.key, a.error_kind, a.error)
 
+    def _batch_progress(self, states: dict[int, str]) -> None:
+        if self.on_progress:
+            self.on_progress({"done": self.summary.scored + self.summary.failed,
+                              "failed": self.summary.failed, "cost": self.summary.cost,
+                              "batches": dict(Counter(states.values()))})
+
     def _settled(self, failed: bool) -> None:
         if failed:
             self.summary.failed += 1
@@ -241,14 +257,14 @@ class Collector:
             finally:
                 queue.task_done()
 
-    async def _run(self, rows) -> None:
+    async def _run(self, rows, skip: frozenset = frozenset()) -> None:
         queue: asyncio.Queue = asyncio.Queue(maxsize=2 * self.concurrency)
         workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.concurrency)]
         try:
             for row in rows:
                 if self.stop_reason:
                     break
-                if row[2] in self.stopped:
+                if row[2] in self.stopped or row[2] in skip:
                     continue
                 await queue.put(row)
             for _ in workers:
@@ -268,9 +284,9 @@ class Collector:
                 f"{len(changed)} unit(s) have a different text than when this store rated them "
                 f"(first: '{changed[0]}'); use a new store, or give changed segments new ids")
         self.store.set_meta("study", json.dumps(self.study.describe(), sort_keys=True))
-        new = self.store.sync_plan(iter_plan(self.study, self.units))
+        new = self.store.sync_plan(iter_plan(self.study, self.units, self.shard))
         c = self.store.plan_counts()
-        todo = c["pending"] + (c["failed"] if self.retry_failed else 0)
+        todo = c["pending"] + c["batched"] + (c["failed"] if self.retry_failed else 0)
         return new, todo
 
     def run(self) -> RunSummary:
@@ -289,6 +305,12 @@ class Collector:
     async def arun(self) -> RunSummary:
         """``run`` for callers that already have an event loop (e.g. a notebook)."""
         self.litellm = _quiet_litellm()
+        modes = {m.name: resolve_mode(m, self.study, self.mode) for m in self.study.llms}
+        batched = [n for n, m in modes.items() if m == "batch"]
+        for name in batched:
+            why = check_batch(self.llms[name])
+            if why:
+                raise CollectError(why)
         self.check_keys()
         self.prices: dict[str, Pricing] = {m.name: pricing_for(m) for m in self.study.llms}
         self.limits = {m.name: ModelLimits(m.rpm, m.tpm) for m in self.study.llms}
@@ -296,14 +318,16 @@ class Collector:
         if self.on_prepared:
             self.on_prepared(todo)
         self.spent0 = self.store.spent()
+        shard = f"{self.shard[0]}/{self.shard[1]}" if self.shard else None
         options = {"study": self.study.name, "study_digest": self.study.digest,
                    "concurrency": self.concurrency, "cost_cap_usd": self.cost_cap,
                    "retry_failed": self.retry_failed, "run": asdict(self.study.run),
-                   "pid": os.getpid()}
+                   "pid": os.getpid(), "shard": shard, "modes": modes}
         run_id = self.store.begin_run(options)
-        self.summary = RunSummary(run_id, "running", plan_size(self.study, self.units), new,
+        self.summary = RunSummary(run_id, "running", plan_size(self.study, self.units,
+                                                                self.shard), new,
                                   todo, unpriced=[n for n, p in self.prices.items()
-                                                  if not p.known])
+                                                  if not p.known], modes=modes, shard=shard)
         handler = None
         if self.log_path:
             handler = logging.FileHandler(self.log_path, encoding="utf-8")
@@ -317,7 +341,16 @@ class Collector:
         t0, c0 = time.perf_counter(), time.process_time()
         status = "interrupted"
         try:
-            await self._run(self.store.todo(self.retry_failed))
+            auto = {m.name for m in self.study.llms
+                    if (self.mode or m.mode or self.study.mode) == "auto"}
+            runner = BatchRunner(self, batched, auto)
+            await asyncio.gather(self._run(self.store.todo(self.retry_failed),
+                                           frozenset(batched)), runner.run())
+            if runner.to_live:  # auto mode, and the provider has no batch API after all
+                for name in runner.to_live:
+                    self.summary.modes[name] = "live (no batch API)"
+                await self._run(self.store.todo(self.retry_failed),
+                                frozenset(batched) - set(runner.to_live))
             status = None
         finally:
             s = self.summary
@@ -327,7 +360,8 @@ class Collector:
             s.spent_total = self.store.spent()
             s.stopped_llms = dict(self.stopped)
             if status is None:
-                left = s.store_counts["pending"] + s.store_counts["failed"]
+                left = s.store_counts["pending"] + s.store_counts["failed"] + \
+                    s.store_counts["batched"]
                 status = "cost_cap" if self.stop_reason == "cost_cap" else (
                     "complete" if left == 0 else "incomplete")
             s.status = status

@@ -1,12 +1,15 @@
 """The ratings store: one SQLite database (WAL) per study.
 
 ``requests`` holds one row per rating to collect, keyed by a hash of (rater, model, strategy,
-task, unit, replicate, template version), with its status (pending, scored, failed), attempts,
-last error and, once scored, the score. ``responses`` holds every attempt: raw text, parse
-status, tokens, cost, latency, timestamps, or the error that ended it. One attempt is written
-in one transaction that also updates its request, so a process killed at any moment (even by
-SIGKILL) leaves each request either untouched or settled; a rerun redoes only what is not
-scored. A partial unique index makes a second scored response for one key impossible.
+task, unit, replicate, template version), with its status (pending, scored, failed, or batched:
+in a provider batch not yet collected), attempts, last error and, once scored, the score.
+``responses`` holds every attempt: raw text, parse status, tokens, cost, latency, timestamps,
+or the error that ended it. One attempt is written in one transaction that also updates its
+request, so a process killed at any moment (even by SIGKILL) leaves each request either
+untouched or settled; a rerun redoes only what is not scored. A partial unique index makes a
+second scored response for one key impossible: an answer for a key already scored (a batch
+line delivered twice) is kept as a ``duplicate`` response and changes nothing.
+``batches`` and ``batch_items`` are the batch mode's ledger (batch_ledger.py).
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import hashlib
 import json
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-STATUSES = ("pending", "scored", "failed")
+SCHEMA_VERSION = 2
+STATUSES = ("pending", "scored", "failed", "batched")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,7 +36,8 @@ CREATE TABLE IF NOT EXISTS requests (
   key TEXT PRIMARY KEY, rater TEXT NOT NULL, model TEXT NOT NULL, family TEXT NOT NULL,
   strategy TEXT NOT NULL, task TEXT NOT NULL, unit_id TEXT NOT NULL REFERENCES units(unit_id),
   replicate INTEGER NOT NULL, template_version TEXT NOT NULL,
-  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'scored', 'failed')),
+  status TEXT NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'scored', 'failed', 'batched')),
   attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, score REAL,
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS requests_status ON requests(status);
@@ -42,12 +47,41 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS responses (
   id INTEGER PRIMARY KEY, key TEXT NOT NULL REFERENCES requests(key),
   run_id INTEGER NOT NULL REFERENCES runs(run_id), attempt INTEGER NOT NULL,
-  outcome TEXT NOT NULL CHECK (outcome IN ('scored', 'parse_failure', 'error')),
+  outcome TEXT NOT NULL CHECK (outcome IN ('scored', 'parse_failure', 'error', 'duplicate')),
   error_kind TEXT, error TEXT, http_status INTEGER, raw_text TEXT, score REAL,
   parse_status TEXT, tokens_in INTEGER, tokens_out INTEGER, cost REAL, latency_s REAL,
   started_at TEXT NOT NULL, finished_at TEXT NOT NULL, UNIQUE (key, attempt));
 CREATE UNIQUE INDEX IF NOT EXISTS one_score_per_key ON responses(key) WHERE outcome = 'scored';
+CREATE TABLE IF NOT EXISTS batches (
+  batch_row INTEGER PRIMARY KEY, llm TEXT NOT NULL, run_id INTEGER NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('prepared', 'uploaded', 'submitted', 'collected')),
+  n_requests INTEGER NOT NULL, input_file_id TEXT, batch_id TEXT, provider_status TEXT,
+  request_counts TEXT, output_file_id TEXT, error_file_id TEXT, note TEXT,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batch_items (
+  batch_row INTEGER NOT NULL REFERENCES batches(batch_row),
+  key TEXT NOT NULL REFERENCES requests(key), PRIMARY KEY (batch_row, key));
+CREATE INDEX IF NOT EXISTS batch_items_key ON batch_items(key);
 """
+
+# Version 1 → 2: the status and outcome checks widen (SQLite cannot alter a CHECK: the two tables
+# are rebuilt in one transaction, rows and row ids kept), and the batch tables are added.
+_V1_TO_V2 = [
+    "ALTER TABLE requests RENAME TO requests_v1",
+    "ALTER TABLE responses RENAME TO responses_v1",
+    "DROP INDEX IF EXISTS requests_status",
+    "DROP INDEX IF EXISTS one_score_per_key",
+    "@SCHEMA",
+    "INSERT INTO requests (rowid, key, rater, model, family, strategy, task, unit_id, replicate, "
+    "template_version, status, attempts, last_error, score, created_at, updated_at) "
+    "SELECT rowid, key, rater, model, family, strategy, task, unit_id, replicate, "
+    "template_version, status, attempts, last_error, score, created_at, updated_at "
+    "FROM requests_v1",
+    "INSERT INTO responses SELECT * FROM responses_v1",
+    "DROP TABLE responses_v1",
+    "DROP TABLE requests_v1",
+    "UPDATE meta SET value = '2' WHERE name = 'schema_version'",
+]
 
 REQUEST_FIELDS = ("key", "rater", "model", "family", "strategy", "task", "unit_id", "replicate",
                   "template_version")
@@ -113,17 +147,50 @@ class Store:
             # NORMAL in WAL mode: a commit survives the process being killed (the OS has the
             # WAL pages); only a power cut can lose the last commits, which are then redone.
             self.db.execute("PRAGMA synchronous=NORMAL")
+            if self.meta("schema_version") == "1":
+                self._upgrade_v1()
             self.db.executescript(SCHEMA)
             self._meta_default("schema_version", str(SCHEMA_VERSION))
             self._meta_default("created_at", now())
+            self._meta_default("store_id", uuid.uuid4().hex[:12])
         self.db.execute("PRAGMA foreign_keys=ON")
         try:
             version = self.meta("schema_version")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a misalign store ({exc})") from None
-        if version != str(SCHEMA_VERSION):
+        # Reading a version-1 store needs no upgrade: its tables are a subset of version 2's.
+        if version != str(SCHEMA_VERSION) and not (readonly and version == "1"):
             raise StoreError(f"{self.path}: store schema {version}, this misalign reads "
                              f"{SCHEMA_VERSION}")
+
+    def _upgrade_v1(self) -> None:
+        """Rebuild a version-1 store's tables in place, in one transaction (foreign keys off
+        while the tables are swapped, then checked)."""
+        self.db.execute("PRAGMA foreign_keys=OFF")
+        self.db.isolation_level = None
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if self.meta("schema_version") != "1":  # another process upgraded it first
+                    self.db.execute("ROLLBACK")
+                    return
+                for stmt in _V1_TO_V2:
+                    if stmt == "@SCHEMA":
+                        for part in SCHEMA.split(";"):
+                            if part.strip():
+                                self.db.execute(part)
+                    else:
+                        self.db.execute(stmt)
+                bad = self.db.execute("PRAGMA foreign_key_check").fetchall()
+                if bad:
+                    raise StoreError(f"{self.path}: upgrade found {len(bad)} dangling rows")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        finally:
+            self.db.isolation_level = ""
+            self.db.execute("PRAGMA foreign_keys=ON")
 
     def close(self) -> None:
         self.db.close()
@@ -228,8 +295,25 @@ class Store:
         return dead
 
     def begin_run(self, options: dict) -> int:
+        """Start a run. Runs at once on one store must be shards of one split (``options``'
+        ``shard`` "i/n", distinct i, same n): another live run of the whole plan, of the same
+        shard or of another split is refused (checked and inserted in one transaction)."""
         self.settle_dead_runs()
+        mine = options.get("shard")
         with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for run_id, raw in self.db.execute(
+                    "SELECT run_id, options FROM runs WHERE status = 'running'").fetchall():
+                o = json.loads(raw or "{}")
+                other = o.get("shard")
+                if o.get("pid") is not None and not _alive(int(o["pid"])):
+                    continue
+                if mine is None or other is None or other == mine or \
+                        other.split("/")[1] != mine.split("/")[1]:
+                    raise StoreError(
+                        f"run {run_id} (process {o.get('pid')}) is collecting "
+                        f"{'shard ' + other if other else 'the whole plan'} of this store now; "
+                        "wait for it, or run disjoint shards (--shard i/n, one i per process)")
             cur = self.db.execute("INSERT INTO runs (started_at, status, options) VALUES "
                                   "(?, 'running', ?)", (now(), json.dumps(options)))
         return int(cur.lastrowid)
@@ -241,24 +325,39 @@ class Store:
 
     def record(self, run_id: int, a: Attempt) -> None:
         with self.db:
-            self.db.execute(
-                "INSERT INTO responses (key, run_id, attempt, outcome, error_kind, error, "
-                "http_status, raw_text, score, parse_status, tokens_in, tokens_out, cost, "
-                "latency_s, started_at, finished_at) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (a.key, run_id, a.attempt, a.outcome, a.error_kind, a.error, a.http_status,
-                 a.raw_text, a.score, a.parse_status, a.tokens_in, a.tokens_out, a.cost,
-                 a.latency_s, a.started_at, a.finished_at))
-            if a.outcome == "scored":
-                self.db.execute("UPDATE requests SET status = 'scored', score = ?, attempts = ?, "
-                                "last_error = NULL, updated_at = ? WHERE key = ?",
-                                (a.score, a.attempt, a.finished_at, a.key))
-            else:
-                reason = f"{a.error_kind}: {a.error}" if a.error else a.error_kind
+            self.write_attempt(run_id, a)
+
+    def write_attempt(self, run_id: int, a: Attempt, status: str | None = None) -> None:
+        """Insert one attempt and update its request, inside the caller's transaction.
+        ``status``: the request's status after a failed attempt (default: failed when the
+        attempt settles, else unchanged). A score for a key already scored is kept as a
+        ``duplicate`` response and changes nothing."""
+        if a.outcome == "scored":
+            row = self.db.execute("SELECT status FROM requests WHERE key = ?",
+                                  (a.key,)).fetchone()
+            if row and row[0] == "scored":
+                a.outcome = "duplicate"
+        self.db.execute(
+            "INSERT INTO responses (key, run_id, attempt, outcome, error_kind, error, "
+            "http_status, raw_text, score, parse_status, tokens_in, tokens_out, cost, "
+            "latency_s, started_at, finished_at) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (a.key, run_id, a.attempt, a.outcome, a.error_kind, a.error, a.http_status,
+             a.raw_text, a.score, a.parse_status, a.tokens_in, a.tokens_out, a.cost,
+             a.latency_s, a.started_at, a.finished_at))
+        if a.outcome == "duplicate":
+            return
+        if a.outcome == "scored":
+            self.db.execute("UPDATE requests SET status = 'scored', score = ?, attempts = ?, "
+                            "last_error = NULL, updated_at = ? WHERE key = ?",
+                            (a.score, a.attempt, a.finished_at, a.key))
+        else:
+            reason = f"{a.error_kind}: {a.error}" if a.error else a.error_kind
+            if status is None:
                 status = "failed" if a.settles else None
-                self.db.execute("UPDATE requests SET status = COALESCE(?, status), "
-                                "attempts = ?, last_error = ?, updated_at = ? WHERE key = ?",
-                                (status, a.attempt, reason, a.finished_at, a.key))
+            self.db.execute("UPDATE requests SET status = COALESCE(?, status), "
+                            "attempts = ?, last_error = ?, updated_at = ? WHERE key = ?",
+                            (status, a.attempt, reason, a.finished_at, a.key))
 
     # -- reading --------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

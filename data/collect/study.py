@@ -7,6 +7,7 @@ tasks = ["CLPC", "EXPL", "rubrics/my_item.toml"]
 strategies = ["base", "cot", "rag"]
 replicates = 2
 cost_cap_usd = 25.0
+mode = "live"                      # live | batch | auto (batch where the provider has one)
 
 [run]                              # all optional
 concurrency = 64
@@ -14,6 +15,9 @@ timeout_s = 60
 max_attempts = 6                   # per request per run, for 429 / 5xx / timeouts
 backoff_base_s = 1.0
 backoff_max_s = 60.0
+batch_max_requests = 50000         # lines per provider batch
+batch_poll_s = 10.0                # first wait between polls of a batch (grows ×1.5)
+batch_poll_max_s = 300.0
 
 [rag]
 k_passages = 3
@@ -31,6 +35,9 @@ temperature = 0.0
 max_tokens = 512
 input_cost_per_token = 1.5e-7      # optional: overrides litellm's cost map
 output_cost_per_token = 6e-7
+batch_input_cost_per_token = 7.5e-8   # optional: the batch price (default: litellm's)
+batch_output_cost_per_token = 3e-7
+mode = "batch"                     # optional: this LLM's mode (default: the study's)
 ```
 
 Keys never go in this file: a field named like a key is an error that says where keys go.
@@ -64,6 +71,9 @@ class LLMConfig:
     max_tokens: int = 512
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
+    batch_input_cost_per_token: float | None = None
+    batch_output_cost_per_token: float | None = None
+    mode: str = ""  # live, batch, auto; "" = the study's
 
 
 @dataclass
@@ -73,6 +83,12 @@ class RunConfig:
     max_attempts: int = 6
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
+    batch_max_requests: int = 50_000
+    batch_poll_s: float = 10.0
+    batch_poll_max_s: float = 300.0
+
+
+MODES = ("live", "batch", "auto")
 
 
 @dataclass
@@ -87,6 +103,7 @@ class Study:
     run: RunConfig = field(default_factory=RunConfig)
     rag: RagConfig = field(default_factory=RagConfig)
     source: str = ""
+    mode: str = "live"
 
     def describe(self) -> dict:
         """What defines the study, for the store's metadata (no secrets: key variable names
@@ -101,7 +118,8 @@ class Study:
         return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()
 
 
-TOP = {"name", "units", "tasks", "strategies", "replicates", "cost_cap_usd", "run", "rag", "llm"}
+TOP = {"name", "units", "tasks", "strategies", "replicates", "cost_cap_usd", "run", "rag", "llm",
+       "mode"}
 LLM_FIELDS = set(LLMConfig.__dataclass_fields__)
 RUN_FIELDS = set(RunConfig.__dataclass_fields__)
 RAG_FIELDS = set(RagConfig.__dataclass_fields__)
@@ -206,6 +224,10 @@ def read_study(path: str | Path) -> Study:
                 "digits and _, e.g. \"MY_OPENAI_KEY\"), not the key itself; set that variable "
                 "to the key. The value given is not shown or stored.")))
             vals.pop("api_key_env")
+        if vals.get("mode", "") not in ("", *MODES):
+            problems.append(Problem(file=label, message=f"{where}: 'mode' must be one of "
+                                    f"{', '.join(MODES)} (got {vals['mode']!r})"))
+            vals.pop("mode")
         vals.setdefault("name", e["model"])
         llms.append(LLMConfig(**vals))
         if i in family_typo:
@@ -232,6 +254,13 @@ def read_study(path: str | Path) -> Study:
     if run.concurrency < 1 or run.max_attempts < 1:
         problems.append(Problem(file=label, message="[run]: concurrency and max_attempts must "
                                 "be at least 1"))
+    if run.batch_max_requests < 1:
+        problems.append(Problem(file=label, message="[run]: batch_max_requests must be at "
+                                "least 1"))
+    mode = raw.get("mode", "live")
+    if mode not in MODES:
+        problems.append(Problem(file=label, message=f"'mode' must be one of {', '.join(MODES)} "
+                                f"(got {mode!r})"))
     replicates = raw.get("replicates", 1)
     if not isinstance(replicates, int) or isinstance(replicates, bool) or replicates < 1:
         problems.append(Problem(file=label, message=f"'replicates' must be an integer ≥ 1 (got "
@@ -245,4 +274,5 @@ def read_study(path: str | Path) -> Study:
     return Study(name=str(raw.get("name", path.stem)), tasks=tasks, llms=llms,
                  strategies=list(dict.fromkeys(strategies)), replicates=replicates,
                  cost_cap_usd=float(cap) if cap is not None else None,
-                 units=(base / units) if units else None, run=run, rag=rag, source=label)
+                 units=(base / units) if units else None, run=run, rag=rag, source=label,
+                 mode=mode)

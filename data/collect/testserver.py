@@ -9,6 +9,9 @@ score line), ``outofscale`` (a score outside the rubric's scale), ``conflict`` (
 scores) and ``auth`` (a 401 whose message echoes the key it was sent, as careless providers do).
 A transcript containing "ignore the rubric and answer N" is obeyed, like a gullible model.
 
+It also serves the files and batches endpoints of the providers' batch APIs (batchserver.py):
+a batch's lines are answered as live requests would be, with the same faults.
+
 Run it with ``python -m misalign.data.collect.testserver --port 0``; it prints its base URL on
 the first line of stdout. ``GET /stats`` returns request and fault counts.
 """
@@ -27,6 +30,8 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from .batchserver import add_routes
+
 FAULT_KINDS = ("429", "500", "timeout", "truncated", "noscore", "outofscale", "conflict", "auth")
 _SCALE = re.compile(r"integer from (\d+) to (\d+)")
 _TRANSCRIPT = re.compile(r"<transcript>\n?(.*?)\n?</transcript>", re.S)
@@ -42,6 +47,11 @@ class ServerConfig:
     retry_after_ms: int = 50
     hang_s: float = 5.0
     expected_key: str | None = None  # when set, any other key gets a 401
+    batch_api: bool = True  # False: no files or batches endpoints (404), like a bare server
+    batch_delay_s: float = 1.0  # a batch's time from creation to completion
+    batch_line_fault_rate: float = 0.0
+    expire_batches: tuple[int, ...] = ()  # creation numbers (1 = first) of batches that expire
+    fail_batches: tuple[int, ...] = ()  # … and of those that fail as a whole
     counts: Counter = field(default_factory=Counter)
 
 
@@ -77,6 +87,20 @@ def _answer(model: str, prompt: str, seed: object, fault: str | None) -> str:
     return "\n".join(lines + [f"Score: {score}"])
 
 
+def completion(body: dict, fault: str | None, ident: str) -> dict:
+    """The chat completion a request ``body`` gets (live or as a batch line)."""
+    prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+    model = str(body.get("model", ""))
+    content = _answer(model, prompt, body.get("seed"), fault)
+    n_in, n_out = max(1, len(prompt) // 4), max(1, len(content) // 4)
+    return {"id": ident, "object": "chat.completion", "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": n_in, "completion_tokens": n_out,
+                      "total_tokens": n_in + n_out}}
+
+
 async def _handle(request, cfg: ServerConfig, rng: random.Random):
     from aiohttp import web
 
@@ -102,18 +126,7 @@ async def _handle(request, cfg: ServerConfig, rng: random.Random):
                                  status=500)
     if fault == "timeout":
         await asyncio.sleep(cfg.hang_s)
-    prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
-    model = str(body.get("model", ""))
-    content = _answer(model, prompt, body.get("seed"), fault)
-    n_in, n_out = max(1, len(prompt) // 4), max(1, len(content) // 4)
-    payload = {
-        "id": f"chatcmpl-{cfg.counts['requests']}", "object": "chat.completion",
-        "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": n_in, "completion_tokens": n_out,
-                  "total_tokens": n_in + n_out},
-    }
+    payload = completion(body, fault, f"chatcmpl-{cfg.counts['requests']}")
     cfg.counts["answered"] += 1
     text = json.dumps(payload)
     if fault == "truncated":
@@ -136,6 +149,8 @@ def make_app(cfg: ServerConfig):
     for prefix in ("", "/v1"):
         app.router.add_post(prefix + "/chat/completions", completions)
     app.router.add_get("/stats", stats)
+    if cfg.batch_api:
+        add_routes(app, cfg, completion)
     return app
 
 
@@ -191,8 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", default="{}", help="JSON of ServerConfig fields")
     a = p.parse_args(argv)
     conf = json.loads(a.config)
-    if "faults" in conf:
-        conf["faults"] = tuple(conf["faults"])
+    for name in ("faults", "expire_batches", "fail_batches"):
+        if name in conf:
+            conf[name] = tuple(conf[name])
     try:
         asyncio.run(_serve(ServerConfig(**conf), a.host, a.port))
     except KeyboardInterrupt:  # pragma: no cover

@@ -1,0 +1,395 @@
+"""Batch mode: an LLM's pending requests as provider batches (litellm's files and batches calls),
+at the batch price, recorded in the store as attempts like live calls.
+
+Per LLM, a round takes the requests still to do, writes the intent (batch_ledger.py) and then
+carries each batch on: upload the JSONL (one OpenAI chat request per line, ``custom_id`` = the
+request key) → create the batch → poll with backoff → download the output and error files →
+record every line in one transaction. Lines that failed (an HTTP error, the batch expired or
+failed as a whole) go back to pending and the next round sends them again, up to the study's
+``max_attempts`` per request per run; parse failures settle as failed, as in live mode.
+
+Resuming after a kill: every batch not yet collected is carried on from its recorded state. A
+batch whose input file was recorded but not its id is looked up among the provider's batches
+by that file before a new one is created, so the provider never gets a second batch for the
+same requests; if one is ever delivered twice, the store keeps the second answer as a
+``duplicate`` (store.py), never as a second score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from .batch_ledger import BatchLedger, BatchRow
+from .cost import batch_pricing_for
+from .limits import backoff, classify
+from .modes import provider_of
+from .parse import parse_answer
+from .store import Attempt, now
+
+log = logging.getLogger("misalign.collect")
+KILL_ENV = "MISALIGN_COLLECT_KILL_AT"  # test instrumentation: "point[:n]" → SIGKILL there
+TERMINAL = ("completed", "expired", "failed", "cancelled")
+NO_BATCH_API = (404, 405, 501)
+_hits: Counter = Counter()
+
+
+def checkpoint(point: str) -> None:
+    """Kill this process with SIGKILL at the n-th pass through ``point`` when the environment
+    asks (the crash tests' way to stop a run exactly between two steps)."""
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return
+    name, _, n = spec.partition(":")
+    if name == point:
+        _hits[point] += 1
+        if _hits[point] == int(n or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class _LLM:
+    name: str
+    model: str  # the provider's own model name, as the request lines carry it
+    provider: str
+    kwargs: dict  # api_base, api_key, custom_llm_provider
+
+
+class BatchRunner:
+    """Batch mode for some of a ``Collector``'s LLMs, within its run."""
+
+    def __init__(self, collector, names: list[str], auto: set[str]) -> None:
+        self.c = collector
+        self.ledger = BatchLedger(collector.store)
+        self.auto = auto  # LLMs in auto mode: one whose provider has no batch API goes live
+        self.to_live: list[str] = []
+        self.tries: Counter = Counter()  # attempts this run, per key
+        self.llms = {}
+        for name in names:
+            cfg = collector.llms[name]
+            model, provider = provider_of(cfg.model)
+            self.llms[name] = _LLM(name, model, provider, {
+                "custom_llm_provider": provider, "api_base": cfg.api_base,
+                "api_key": collector.keys[name]})
+        self.prices = {n: batch_pricing_for(collector.llms[n]) for n in names}
+        self.states: dict[int, str] = {}  # batch row -> provider status, for the display
+        self.payload: dict[int, bytes] = {}  # lines built for the reserve, kept for the upload
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._llm(n) for n in self.llms))
+
+    # -- rounds ---------------------------------------------------------------------------
+    async def _llm(self, name: str) -> None:
+        c = self.c
+        first = True
+        while not c.stop_reason and name not in c.stopped:
+            flights = self._mine(name)
+            if not flights:
+                if not self._submit(name, first):
+                    return
+                flights = self._mine(name)
+            first = False
+            await asyncio.gather(*(self._carry(self.llms[name], f) for f in flights))
+            if name in self.to_live:
+                return
+
+    def _mine(self, name: str) -> list[BatchRow]:
+        """This run's plan's batches of ``name`` not yet collected (another shard's are not
+        ours to carry)."""
+        rows = self.ledger.in_flight(name)
+        mine = {r for (r,) in self.c.store.db.execute(
+            "SELECT DISTINCT b.batch_row FROM batch_items b JOIN plan p ON p.key = b.key")}
+        return [f for f in rows if f.batch_row in mine]
+
+    def _submit(self, name: str, first: bool) -> bool:
+        """Write the intent of this round's batches; False when nothing is left to send."""
+        c = self.c
+        statuses = ("pending", "failed") if first and c.retry_failed else ("pending",)
+        marks = ",".join("?" * len(statuses))
+        rows = [r for r in c.store.db.execute(
+            f"SELECT r.key, r.strategy, r.task, r.unit_id FROM requests r JOIN plan p "
+            f"ON p.key = r.key WHERE r.rater = ? AND r.status IN ({marks}) ORDER BY r.rowid",
+            (name, *statuses)) if self.tries[r[0]] < c.study.run.max_attempts]
+        if not rows:
+            return False
+        size = c.study.run.batch_max_requests
+        price, cfg = self.prices[name], c.llms[name]
+        for i in range(0, len(rows), size):
+            chunk = rows[i:i + size]
+            data = self._lines(self.llms[name], chunk)
+            # The most it can cost: the prompts (≈ 4 characters a token) and max_tokens each.
+            reserve = price.cost(len(data) // 4, cfg.max_tokens * len(chunk)) or 0.0
+            if c._over_cap(reserve):
+                break
+            row = self.ledger.prepare(c.summary.run_id, name, [r[0] for r in chunk])
+            self.payload[row] = data
+            c.summary.batches["created"] += 1
+            log.info("batch %d: %d requests of %s prepared", row, len(chunk), name)
+            checkpoint("prepared")
+        return True
+
+    # -- one batch ------------------------------------------------------------------------
+    async def _carry(self, llm: _LLM, f: BatchRow) -> None:
+        if f.state == "prepared":
+            fid = await self._call(llm, "upload", self._upload, llm, f)
+            if fid is None:
+                return
+            self.ledger.uploaded(f.batch_row, fid)
+            f.input_file_id, f.state = fid, "uploaded"
+            checkpoint("uploaded")
+        if f.state == "uploaded":
+            bid = await self._call(llm, "create", self._create, llm, f)
+            if bid is None:
+                return
+            self.ledger.submitted(f.batch_row, bid)
+            f.batch_id, f.state = bid, "submitted"
+            self.c.summary.batches["submitted"] += 1
+        await self._poll(llm, f)
+
+    async def _call(self, llm: _LLM, what: str, fn, *args):
+        """A provider call with the runner's retries; None when it cannot succeed: before the
+        batch exists (upload, create) it is released, its requests pending again, and the LLM
+        goes live (auto mode, no batch API) or stops; after, the LLM stops for this run and
+        the batch waits in the store for the next."""
+        runc = self.c.study.run
+        for i in range(1, runc.max_attempts + 1):
+            try:
+                return await fn(*args)
+            except Exception as exc:  # every provider error is handled here
+                kind, retryable, status = classify(exc)
+                msg = self.c.redact(str(exc))[:300]
+                if not retryable or i == runc.max_attempts:
+                    f = args[-1]
+                    if what not in ("upload", "create"):  # the batch exists: a rerun resumes
+                        self.c.stopped[llm.name] = (
+                            f"batch {f.batch_id}: {what} failed ({kind}: {msg}); it stays in "
+                            "the store and the next run resumes it")
+                        log.error("%s: %s", llm.name, self.c.stopped[llm.name])
+                        return None
+                    no_api = status in NO_BATCH_API or kind == "bad_request" and what == "upload"
+                    self.ledger.release(f.batch_row, f"{what} failed: {kind}: {msg}")
+                    if no_api and llm.name in self.auto:
+                        log.warning("%s: no batch API (%s: %s); collecting it live", llm.name,
+                                    kind, msg)
+                        if llm.name not in self.to_live:
+                            self.to_live.append(llm.name)
+                    else:
+                        self.c.stopped[llm.name] = f"batch {what} failed: {kind}: {msg}"
+                        log.error("stopping %s: batch %s failed: %s: %s", llm.name, what,
+                                  kind, msg)
+                    return None
+                await asyncio.sleep(backoff(i, runc.backoff_base_s, runc.backoff_max_s,
+                                            self.c.rng))
+        return None
+
+    def _lines(self, llm: _LLM, rows: list[tuple]) -> bytes:
+        """The batch's JSONL: one chat request per (key, strategy, task, unit_id), with the
+        same model, parameters and seed as the live call."""
+        cfg = self.c.llms[llm.name]
+        out = []
+        for key, strategy, task, unit_id in rows:
+            body = {"model": llm.model, "messages": self.c.messages(unit_id, task, strategy),
+                    "temperature": cfg.temperature, "max_tokens": cfg.max_tokens,
+                    "seed": int(key[:8], 16) % 2**31}
+            out.append(json.dumps({"custom_id": key, "method": "POST",
+                                   "url": "/v1/chat/completions", "body": body}))
+        return ("\n".join(out) + "\n").encode()
+
+    async def _upload(self, llm: _LLM, f: BatchRow) -> str:
+        name = f"misalign-{self.c.store_id}-{f.batch_row}.jsonl"
+        data = self.payload.pop(f.batch_row, None)
+        if data is None:  # a batch prepared by a run that was killed: the same lines again
+            data = self._lines(llm, [(r[1], r[5], r[6], r[7])
+                                     for r in self.ledger.items(f.batch_row)])
+        obj = await self.c.litellm.acreate_file(file=(name, data), purpose="batch",
+                                                **llm.kwargs)
+        return obj.id
+
+    async def _create(self, llm: _LLM, f: BatchRow) -> str:
+        found = await self._find(llm, f)
+        if found:
+            log.info("batch %d: found %s on the provider (created before a kill)",
+                     f.batch_row, found)
+            return found
+        obj = await self.c.litellm.acreate_batch(
+            completion_window="24h", endpoint="/v1/chat/completions",
+            input_file_id=f.input_file_id, metadata={"misalign_batch": str(f.batch_row)},
+            **llm.kwargs)
+        checkpoint("created")
+        return obj.id
+
+    async def _find(self, llm: _LLM, f: BatchRow) -> str | None:
+        """The provider's batch made from this batch's input file, if one exists (newest
+        first, back to the batch's own creation)."""
+        after = None
+        since = _epoch(f.created_at) - 60
+        for _ in range(100):
+            page = await self.c.litellm.alist_batches(limit=100, after=after, **llm.kwargs)
+            data = list(getattr(page, "data", []) or [])
+            for b in data:
+                if b.input_file_id == f.input_file_id:
+                    return b.id
+            if not data or not getattr(page, "has_more", False) or \
+                    (data[-1].created_at or 0) < since:
+                return None
+            after = data[-1].id
+        return None
+
+    async def _poll(self, llm: _LLM, f: BatchRow) -> None:
+        runc = self.c.study.run
+        wait = runc.batch_poll_s
+        while True:
+            b = await self._call(llm, "poll", self._retrieve, llm, f)
+            if b is None:
+                return
+            counts = _counts(b)
+            self.ledger.polled(f.batch_row, b.status, counts)
+            self.states[f.batch_row] = b.status
+            self.c._batch_progress(self.states)
+            checkpoint("polling")
+            if b.status in TERMINAL:
+                await self._collect(llm, f, b)
+                return
+            await asyncio.sleep(wait)
+            wait = min(wait * 1.5, runc.batch_poll_max_s)
+
+    async def _retrieve(self, llm: _LLM, f: BatchRow):
+        return await self.c.litellm.aretrieve_batch(batch_id=f.batch_id, **llm.kwargs)
+
+    async def _content(self, llm: _LLM, file_id: str | None) -> list[dict]:
+        if not file_id:
+            return []
+        resp = await self.c.litellm.afile_content(file_id=file_id, **llm.kwargs)
+        out = []
+        for line in resp.content.decode("utf-8", "replace").splitlines():
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    log.warning("batch file %s: a line that is not JSON was skipped", file_id)
+        return out
+
+    async def _collect(self, llm: _LLM, f: BatchRow, b) -> None:
+        """Every line of the finished batch into the store, in one transaction."""
+        got = []
+        for fid in (b.output_file_id, b.error_file_id):
+            lines = await self._call(llm, "download", self._content, llm, fid)
+            if lines is None:
+                return
+            got += lines
+        items = {r[1]: r for r in self.ledger.items(f.batch_row)}
+        attempts = {k: r[9] for k, r in items.items()}
+        started = f.created_at
+        latency = max(0.0, time.time() - _epoch(started))
+        price, rubrics = self.prices[llm.name], self.c.rubrics
+        results, seen = [], set()
+        s = self.c.summary
+        for line in got:
+            key = line.get("custom_id")
+            if key not in items:
+                log.warning("batch %s: a line for an unknown key %r was skipped", b.id, key)
+                continue
+            attempts[key] += 1
+            seen.add(key)
+            results.append(self._attempt(line, key, attempts[key], items[key], started,
+                                         latency, price, rubrics))
+        why = _batch_error(b)
+        for key in items.keys() - seen:  # no line came back: the batch failed or expired
+            attempts[key] += 1
+            results.append((Attempt(key, attempts[key], "error", False, started, now(), latency,
+                                    error_kind=f"batch_{b.status}", error=why), None))
+        for a, _ in results:
+            self.tries[a.key] += 1
+            if a.outcome == "error":
+                s.errors[a.error_kind] += 1
+        final = []
+        for a, status in results:
+            if a.outcome == "error" and status is None:
+                status = "failed" if self.tries[a.key] >= self.c.study.run.max_attempts \
+                    else "pending"
+            final.append((a, status))
+        checkpoint("recording")
+        self.ledger.collect(s.run_id, f.batch_row, final, note=f"{b.status}: {len(got)} lines")
+        for a, _ in final:
+            s.attempts += 1
+            if a.cost:
+                s.cost += a.cost
+            if a.outcome == "scored":
+                s.scored += 1
+                self.c._settled(failed=False)
+            elif a.outcome == "parse_failure":
+                s.parse_failures += 1
+                self.c._settled(failed=True)
+            elif a.outcome == "duplicate":
+                s.batches["duplicate_lines"] += 1
+        s.batches[b.status] += 1
+        log.info("batch %d (%s) %s: %d lines, %d keys without a line", f.batch_row, b.id,
+                 b.status, len(got), len(items) - len(seen))
+
+    def _attempt(self, line: dict, key: str, n: int, row: tuple, started: str, latency: float,
+                 price, rubrics) -> tuple[Attempt, str | None]:
+        resp, err = line.get("response") or {}, line.get("error")
+        code = resp.get("status_code")
+        body = resp.get("body") or {}
+        if code == 200 and isinstance(body, dict) and body.get("choices"):
+            content = (body["choices"][0].get("message") or {}).get("content")
+            usage = body.get("usage") or {}
+            t_in, t_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            rubric = rubrics[row[6]]
+            parsed = parse_answer(content, rubric.scale_min, rubric.scale_max)
+            a = Attempt(key, n, "scored" if parsed.ok else "parse_failure", True, started, now(),
+                        latency, raw_text=self.c.redact(content), score=parsed.score,
+                        parse_status=parsed.status, tokens_in=t_in, tokens_out=t_out,
+                        cost=price.cost(t_in, t_out), http_status=200)
+            if not parsed.ok:
+                a.error_kind, a.error = f"parse_{parsed.status}", parsed.detail
+            return a, None
+        if err:
+            kind, msg = str(err.get("code") or "batch_error"), str(err.get("message") or "")
+        else:
+            e = body.get("error") if isinstance(body, dict) else None
+            msg = str((e or {}).get("message") or body)[:2000]
+            kind = _kind_of(code)
+        status = "failed" if kind == "auth" else None
+        return (Attempt(key, n, "error", kind == "auth", started, now(), latency,
+                        error_kind=kind, error=self.c.redact(msg)[:2000], http_status=code),
+                status)
+
+
+def _kind_of(code: int | None) -> str:
+    if code == 429:
+        return "rate_limit"
+    if code in (401, 403):
+        return "auth"
+    if code == 408:
+        return "timeout"
+    if isinstance(code, int) and code >= 500:
+        return "server_error"
+    return "bad_request" if isinstance(code, int) and code >= 400 else "error"
+
+
+def _counts(b) -> dict | None:
+    rc = getattr(b, "request_counts", None)
+    if rc is None:
+        return None
+    return {k: getattr(rc, k, None) for k in ("total", "completed", "failed")}
+
+
+def _batch_error(b) -> str:
+    errs = getattr(b, "errors", None)
+    data = getattr(errs, "data", None) if errs is not None else None
+    if data:
+        return "; ".join(f"{getattr(e, 'code', '')}: {getattr(e, 'message', '')}" for e in data)
+    return f"the batch ended {b.status} before answering this request"
+
+
+def _epoch(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).timestamp()
