@@ -27,16 +27,17 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .batch_ledger import BatchLedger, BatchRow
+from .batch_lines import batch_counts, batch_error, epoch, line_attempt
 from .cost import batch_pricing_for
 from .limits import backoff, classify
 from .modes import provider_of
-from .parse import parse_answer
 from .store import Attempt, now
 
 log = logging.getLogger("misalign.collect")
 KILL_ENV = "MISALIGN_COLLECT_KILL_AT"  # test instrumentation: "point[:n]" → SIGKILL there
 TERMINAL = ("completed", "expired", "failed", "cancelled")
 NO_BATCH_API = (404, 405, 501)
+MAX_BYTES = 190 * 2**20  # providers take input files up to 200 MB
 _hits: Counter = Counter()
 
 
@@ -64,10 +65,12 @@ class _LLM:
 class BatchRunner:
     """Batch mode for some of a ``Collector``'s LLMs, within its run."""
 
-    def __init__(self, collector, names: list[str], auto: set[str]) -> None:
+    def __init__(self, collector, names: list[str], auto: set[str],
+                 carry_only: frozenset = frozenset()) -> None:
         self.c = collector
         self.ledger = BatchLedger(collector.store)
         self.auto = auto  # LLMs in auto mode: one whose provider has no batch API goes live
+        self.carry_only = carry_only  # live now, with batches of an earlier run to collect
         self.to_live: list[str] = []
         self.tries: Counter = Counter()  # attempts this run, per key
         self.llms = {}
@@ -80,6 +83,7 @@ class BatchRunner:
         self.prices = {n: batch_pricing_for(collector.llms[n]) for n in names}
         self.states: dict[int, str] = {}  # batch row -> provider status, for the display
         self.payload: dict[int, bytes] = {}  # lines built for the reserve, kept for the upload
+        self.reserve: dict[int, float] = {}  # cost reserved for each batch of this run
 
     async def run(self) -> None:
         await asyncio.gather(*(self._llm(n) for n in self.llms))
@@ -91,7 +95,7 @@ class BatchRunner:
         while not c.stop_reason and name not in c.stopped:
             flights = self._mine(name)
             if not flights:
-                if not self._submit(name, first):
+                if name in self.carry_only or not self._submit(name, first):
                     return
                 flights = self._mine(name)
             first = False
@@ -102,10 +106,9 @@ class BatchRunner:
     def _mine(self, name: str) -> list[BatchRow]:
         """This run's plan's batches of ``name`` not yet collected (another shard's are not
         ours to carry)."""
-        rows = self.ledger.in_flight(name)
-        mine = {r for (r,) in self.c.store.db.execute(
-            "SELECT DISTINCT b.batch_row FROM batch_items b JOIN plan p ON p.key = b.key")}
-        return [f for f in rows if f.batch_row in mine]
+        return [f for f in self.ledger.in_flight(name) if self.c.store.db.execute(
+            "SELECT 1 FROM batch_items b JOIN plan p ON p.key = b.key WHERE b.batch_row = ? "
+            "LIMIT 1", (f.batch_row,)).fetchone()]
 
     def _submit(self, name: str, first: bool) -> bool:
         """Write the intent of this round's batches; False when nothing is left to send."""
@@ -120,15 +123,22 @@ class BatchRunner:
             return False
         size = c.study.run.batch_max_requests
         price, cfg = self.prices[name], c.llms[name]
-        for i in range(0, len(rows), size):
-            chunk = rows[i:i + size]
+        chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
+        while chunks:
+            chunk = chunks.pop(0)
             data = self._lines(self.llms[name], chunk)
+            if len(data) > MAX_BYTES and len(chunk) > 1:  # the providers' file size limit
+                half = len(chunk) // 2
+                chunks[:0] = [chunk[:half], chunk[half:]]
+                continue
             # The most it can cost: the prompts (≈ 4 characters a token) and max_tokens each.
             reserve = price.cost(len(data) // 4, cfg.max_tokens * len(chunk)) or 0.0
             if c._over_cap(reserve):
                 break
             row = self.ledger.prepare(c.summary.run_id, name, [r[0] for r in chunk])
             self.payload[row] = data
+            self.reserve[row] = reserve
+            c.reserved += reserve
             c.summary.batches["created"] += 1
             log.info("batch %d: %d requests of %s prepared", row, len(chunk), name)
             checkpoint("prepared")
@@ -166,6 +176,12 @@ class BatchRunner:
                 msg = self.c.redact(str(exc))[:300]
                 if not retryable or i == runc.max_attempts:
                     f = args[-1]
+                    if what == "poll" and status == 404:  # the provider forgot it: send again
+                        self.ledger.release(f.batch_row, f"the provider no longer knows "
+                                                         f"batch {f.batch_id}: {msg}")
+                        log.warning("%s: batch %s unknown to the provider; its requests are "
+                                    "pending again", llm.name, f.batch_id)
+                        return None
                     if what not in ("upload", "create"):  # the batch exists: a rerun resumes
                         self.c.stopped[llm.name] = (
                             f"batch {f.batch_id}: {what} failed ({kind}: {msg}); it stays in "
@@ -228,7 +244,7 @@ class BatchRunner:
         """The provider's batch made from this batch's input file, if one exists (newest
         first, back to the batch's own creation)."""
         after = None
-        since = _epoch(f.created_at) - 60
+        since = epoch(f.created_at) - 60
         for _ in range(100):
             page = await self.c.litellm.alist_batches(limit=100, after=after, **llm.kwargs)
             data = list(getattr(page, "data", []) or [])
@@ -248,7 +264,7 @@ class BatchRunner:
             b = await self._call(llm, "poll", self._retrieve, llm, f)
             if b is None:
                 return
-            counts = _counts(b)
+            counts = batch_counts(b)
             self.ledger.polled(f.batch_row, b.status, counts)
             self.states[f.batch_row] = b.status
             self.c._batch_progress(self.states)
@@ -286,7 +302,7 @@ class BatchRunner:
         items = {r[1]: r for r in self.ledger.items(f.batch_row)}
         attempts = {k: r[9] for k, r in items.items()}
         started = f.created_at
-        latency = max(0.0, time.time() - _epoch(started))
+        latency = max(0.0, time.time() - epoch(started))
         price, rubrics = self.prices[llm.name], self.c.rubrics
         results, seen = [], set()
         s = self.c.summary
@@ -297,9 +313,9 @@ class BatchRunner:
                 continue
             attempts[key] += 1
             seen.add(key)
-            results.append(self._attempt(line, key, attempts[key], items[key], started,
-                                         latency, price, rubrics))
-        why = _batch_error(b)
+            results.append(line_attempt(line, key, attempts[key], rubrics[items[key][6]],
+                                        started, latency, price, self.c.redact))
+        why = batch_error(b)
         for key in items.keys() - seen:  # no line came back: the batch failed or expired
             attempts[key] += 1
             results.append((Attempt(key, attempts[key], "error", False, started, now(), latency,
@@ -316,8 +332,11 @@ class BatchRunner:
             final.append((a, status))
         checkpoint("recording")
         self.ledger.collect(s.run_id, f.batch_row, final, note=f"{b.status}: {len(got)} lines")
-        for a, _ in final:
+        self.c.reserved -= self.reserve.pop(f.batch_row, 0.0)
+        for a, status in final:
             s.attempts += 1
+            if a.outcome == "error" and status == "failed":
+                self.c._settled(failed=True)
             if a.cost:
                 s.cost += a.cost
             if a.outcome == "scored":
@@ -331,65 +350,3 @@ class BatchRunner:
         s.batches[b.status] += 1
         log.info("batch %d (%s) %s: %d lines, %d keys without a line", f.batch_row, b.id,
                  b.status, len(got), len(items) - len(seen))
-
-    def _attempt(self, line: dict, key: str, n: int, row: tuple, started: str, latency: float,
-                 price, rubrics) -> tuple[Attempt, str | None]:
-        resp, err = line.get("response") or {}, line.get("error")
-        code = resp.get("status_code")
-        body = resp.get("body") or {}
-        if code == 200 and isinstance(body, dict) and body.get("choices"):
-            content = (body["choices"][0].get("message") or {}).get("content")
-            usage = body.get("usage") or {}
-            t_in, t_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            rubric = rubrics[row[6]]
-            parsed = parse_answer(content, rubric.scale_min, rubric.scale_max)
-            a = Attempt(key, n, "scored" if parsed.ok else "parse_failure", True, started, now(),
-                        latency, raw_text=self.c.redact(content), score=parsed.score,
-                        parse_status=parsed.status, tokens_in=t_in, tokens_out=t_out,
-                        cost=price.cost(t_in, t_out), http_status=200)
-            if not parsed.ok:
-                a.error_kind, a.error = f"parse_{parsed.status}", parsed.detail
-            return a, None
-        if err:
-            kind, msg = str(err.get("code") or "batch_error"), str(err.get("message") or "")
-        else:
-            e = body.get("error") if isinstance(body, dict) else None
-            msg = str((e or {}).get("message") or body)[:2000]
-            kind = _kind_of(code)
-        status = "failed" if kind == "auth" else None
-        return (Attempt(key, n, "error", kind == "auth", started, now(), latency,
-                        error_kind=kind, error=self.c.redact(msg)[:2000], http_status=code),
-                status)
-
-
-def _kind_of(code: int | None) -> str:
-    if code == 429:
-        return "rate_limit"
-    if code in (401, 403):
-        return "auth"
-    if code == 408:
-        return "timeout"
-    if isinstance(code, int) and code >= 500:
-        return "server_error"
-    return "bad_request" if isinstance(code, int) and code >= 400 else "error"
-
-
-def _counts(b) -> dict | None:
-    rc = getattr(b, "request_counts", None)
-    if rc is None:
-        return None
-    return {k: getattr(rc, k, None) for k in ("total", "completed", "failed")}
-
-
-def _batch_error(b) -> str:
-    errs = getattr(b, "errors", None)
-    data = getattr(errs, "data", None) if errs is not None else None
-    if data:
-        return "; ".join(f"{getattr(e, 'code', '')}: {getattr(e, 'message', '')}" for e in data)
-    return f"the batch ended {b.status} before answering this request"
-
-
-def _epoch(stamp: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp).timestamp()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from .batch import BatchRunner
+from .batch_ledger import BatchLedger
 from .cost import Pricing, approx_tokens, pricing_for
 from .limits import ModelLimits, backoff, classify, retry_after
 from .modes import check_batch, resolve_mode
@@ -343,14 +344,19 @@ class Collector:
         try:
             auto = {m.name for m in self.study.llms
                     if (self.mode or m.mode or self.study.mode) == "auto"}
-            runner = BatchRunner(self, batched, auto)
+            # An LLM collected live now may have batches of an earlier run still to collect.
+            carry = frozenset(f.llm for f in BatchLedger(self.store).in_flight()
+                              if f.llm in modes and f.llm not in batched)
+            runner = BatchRunner(self, batched + sorted(carry), auto, carry)
             await asyncio.gather(self._run(self.store.todo(self.retry_failed),
                                            frozenset(batched)), runner.run())
-            if runner.to_live:  # auto mode, and the provider has no batch API after all
-                for name in runner.to_live:
-                    self.summary.modes[name] = "live (no batch API)"
+            for name in runner.to_live:  # auto mode, and the provider has no batch API
+                self.summary.modes[name] = "live (no batch API)"
+            if runner.to_live:
                 await self._run(self.store.todo(self.retry_failed),
-                                frozenset(batched) - set(runner.to_live))
+                                frozenset(modes) - set(runner.to_live))
+            if carry:  # lines of their old batches that came back failed: pending again
+                await self._run(self.store.todo(False), frozenset(modes) - carry)
             status = None
         finally:
             s = self.summary

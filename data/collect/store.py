@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -143,16 +145,7 @@ class Store:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit survives the process being killed (the OS has the
-            # WAL pages); only a power cut can lose the last commits, which are then redone.
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            if self.meta("schema_version") == "1":
-                self._upgrade_v1()
-            self.db.executescript(SCHEMA)
-            self._meta_default("schema_version", str(SCHEMA_VERSION))
-            self._meta_default("created_at", now())
-            self._meta_default("store_id", uuid.uuid4().hex[:12])
+            self._create()
         self.db.execute("PRAGMA foreign_keys=ON")
         try:
             version = self.meta("schema_version")
@@ -162,6 +155,29 @@ class Store:
         if version != str(SCHEMA_VERSION) and not (readonly and version == "1"):
             raise StoreError(f"{self.path}: store schema {version}, this misalign reads "
                              f"{SCHEMA_VERSION}")
+
+    def _create(self, wait_s: float = 30.0) -> None:
+        """WAL mode and the schema. Switching a new file to WAL takes an exclusive lock that
+        SQLite's busy timeout does not wait for: processes that open one new store at once
+        (shards) retry until the first has set it up."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a commit survives the process being killed (the OS has
+                # the WAL pages); only a power cut can lose the last commits, then redone.
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                if self.meta("schema_version") == "1":
+                    self._upgrade_v1()
+                self.db.executescript(SCHEMA)
+                self._meta_default("schema_version", str(SCHEMA_VERSION))
+                self._meta_default("created_at", now())
+                self._meta_default("store_id", uuid.uuid4().hex[:12])
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05 + 0.1 * random.random())
 
     def _upgrade_v1(self) -> None:
         """Rebuild a version-1 store's tables in place, in one transaction (foreign keys off
