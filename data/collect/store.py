@@ -144,7 +144,8 @@ class Store:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30)
+            # Long: shards on one store wait for each other's plan (seconds for a million rows).
+            self.db = sqlite3.connect(self.path, timeout=300)
             self._create()
         self.db.execute("PRAGMA foreign_keys=ON")
         try:
@@ -250,10 +251,15 @@ class Store:
         """Add the requests not yet in the store; mark the plan of this run (a temp table).
         Returns how many were new."""
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS plan (key TEXT PRIMARY KEY)")
-        self.db.execute("DELETE FROM plan")
-        stamp = now()
-        before = self.db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
         with self.db:
+            self.db.execute("DELETE FROM plan")
+        stamp = now()
+        with self.db:
+            # The write lock first: a transaction that read before writing cannot wait for
+            # another process's write (SQLite's WAL answers "locked" at once), as shards on one
+            # store would; and the count of new requests is then this process's own.
+            self.db.execute("BEGIN IMMEDIATE")
+            before = self.db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
             chunk: list[tuple] = []
             for r in rows:
                 chunk.append(r)
@@ -262,7 +268,7 @@ class Store:
                     chunk = []
             if chunk:
                 self._insert_plan(chunk, stamp)
-        return self.db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] - before
+            return self.db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] - before
 
     def _insert_plan(self, chunk: list[tuple], stamp: str) -> None:
         self.db.executemany(
