@@ -278,3 +278,19 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path):
         assert s.db.execute("SELECT outcome FROM responses WHERE attempt = 2").fetchone()[0] \
             == "duplicate"
         assert s.db.execute("SELECT score FROM requests").fetchone()[0] == 3.0
+
+
+def test_the_cost_cap_holds_a_batch_back_before_it_is_created(tmp_path):
+    write_units(tmp_path / "units.csv", 10)  # 40 requests per LLM
+    with RunningServer(batch_delay_s=0.1, seed=3) as server:
+        # Each LLM's batch reserves its prompts and 512 output tokens a line at the batch
+        # price (0.10–0.15 USD); a cap of 0.15 lets the first batch through and no other.
+        study = write_study(tmp_path / "study.toml", server.api_base, extra_llm=PRICES,
+                            run=FAST | {"concurrency": 1}, cost_cap=0.15)
+        st = read_study(study)
+        with Store(tmp_path / "s.sqlite") as s:
+            summary = collect(st, read_units(st.units), s, mode="batch")
+        stats = server.stats()
+    assert summary.status == "cost_cap"
+    assert stats["batches_created"] == 1 and summary.scored == 40
+    assert 0 < summary.spent_total <= 0.15

@@ -177,8 +177,8 @@ class BatchRunner:
                 if not retryable or i == runc.max_attempts:
                     f = args[-1]
                     if what == "poll" and status == 404:  # the provider forgot it: send again
-                        self.ledger.release(f.batch_row, f"the provider no longer knows "
-                                                         f"batch {f.batch_id}: {msg}")
+                        self._release(f, f"the provider no longer knows batch {f.batch_id}: "
+                                         f"{msg}")
                         log.warning("%s: batch %s unknown to the provider; its requests are "
                                     "pending again", llm.name, f.batch_id)
                         return None
@@ -189,7 +189,7 @@ class BatchRunner:
                         log.error("%s: %s", llm.name, self.c.stopped[llm.name])
                         return None
                     no_api = status in NO_BATCH_API or kind == "bad_request" and what == "upload"
-                    self.ledger.release(f.batch_row, f"{what} failed: {kind}: {msg}")
+                    self._release(f, f"{what} failed: {kind}: {msg}")
                     if no_api and llm.name in self.auto:
                         log.warning("%s: no batch API (%s: %s); collecting it live", llm.name,
                                     kind, msg)
@@ -203,6 +203,10 @@ class BatchRunner:
                 await asyncio.sleep(backoff(i, runc.backoff_base_s, runc.backoff_max_s,
                                             self.c.rng))
         return None
+
+    def _release(self, f: BatchRow, note: str) -> None:
+        self.ledger.release(f.batch_row, note)
+        self.c.reserved -= self.reserve.pop(f.batch_row, 0.0)
 
     def _lines(self, llm: _LLM, rows: list[tuple]) -> bytes:
         """The batch's JSONL: one chat request per (key, strategy, task, unit_id), with the
