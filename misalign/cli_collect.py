@@ -135,6 +135,16 @@ def collect(
     from misalign.data.collect.plan import parse_shard
     from misalign.data.collect.study import MODES
 
+    if status:  # the store alone: no study or units needed
+        path = store or study.with_suffix(".sqlite")
+        if not path.exists():
+            raise _fail(f"error: {path}: no such store (nothing collected yet)")
+        try:
+            with Store(path, readonly=True) as s:
+                _print_status(s)
+        except StoreError as exc:
+            raise _fail(f"error: {exc}") from None
+        return
     try:
         st = read_study(study)
         units_path = units or st.units
@@ -150,12 +160,6 @@ def collect(
         shard_of = parse_shard(shard) if shard else None
     except ValueError as exc:
         raise _fail(f"error: {exc}") from None
-    if status:
-        if not store_path.exists():
-            raise _fail(f"error: {store_path}: no such store (nothing collected yet)")
-        with Store(store_path, readonly=True) as s:
-            _print_status(s)
-        return
     if dry_run:
         scored: set[str] = set()
         if store_path.exists():

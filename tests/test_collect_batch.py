@@ -294,3 +294,57 @@ def test_the_cost_cap_holds_a_batch_back_before_it_is_created(tmp_path):
     assert summary.status == "cost_cap"
     assert stats["batches_created"] == 1 and summary.scored == 40
     assert 0 < summary.spent_total <= 0.15
+
+
+def test_a_batch_the_provider_forgot_is_sent_again(tmp_path):
+    write_units(tmp_path / "units.csv", 10)
+    with RunningServer(batch_delay_s=0.1, forget_batches=(1,), seed=5) as server:
+        study = write_study(tmp_path / "study.toml", server.api_base, run=FAST)
+        st = read_study(study)
+        with Store(tmp_path / "s.sqlite") as s:
+            summary = collect(st, read_units(st.units), s, mode="batch")
+            notes = [n for (n,) in s.db.execute("SELECT note FROM batches")]
+        stats = server.stats()
+    assert summary.status == "complete" and summary.scored == 120
+    assert stats["batches_created"] == 4  # three, and the forgotten one again
+    assert sum("no longer has batch" in (n or "") for n in notes) == 1
+
+
+def test_a_changed_shard_split_never_carries_one_batch_twice(tmp_path):
+    write_units(tmp_path / "units.csv", 10)  # 120 requests, 2 batches of 20 per LLM
+    store = tmp_path / "s.sqlite"
+    with RunningServer(batch_delay_s=0.2, seed=6) as server:
+        study = write_study(tmp_path / "study.toml", server.api_base,
+                            run=FAST | {"batch_max_requests": 20})
+        # Killed unsharded with batches prepared and uploaded, then resumed as two shards.
+        assert _proc(study, store, "--mode", "batch", kill_at="uploaded:2").wait(60) == -9
+        pair = [_proc(study, store, "--mode", "batch", "--shard", f"{i}/2") for i in (1, 2)]
+        # A shard whose requests sit in a batch the other shard carries ends incomplete (4).
+        for p in pair:
+            assert p.wait(180) in (0, 4), p.communicate()[1][-2000:]
+        created = server.stats()["batches_created"]
+        last = _proc(study, store, "--mode", "batch")
+        assert last.wait(120) == 0, last.communicate()[1][-2000:]
+        stats = server.stats()
+    assert stats["batches_created"] == created  # everything was collected by the shards
+    assert count(store, "SELECT COUNT(*) FROM requests WHERE status = 'scored'") == 120
+    assert count(store, "SELECT COUNT(*) FROM responses") == 120
+    assert stats.get("resubmitted_while_pending", 0) == 0
+    assert stats.get("resubmitted_after_success", 0) == 0
+    assert count(store, "SELECT COUNT(*) FROM batches WHERE state != 'collected'") == 0
+
+
+def test_any_answer_for_a_scored_key_is_a_duplicate(tmp_path):
+    with Store(tmp_path / "s.sqlite") as s:
+        s.sync_units([("u1", "t1", "te1", "d")])
+        s.sync_plan([("k1", "r", "m", "f", "base", "CLPC", "u1", 1, "v1")])
+        run = s.begin_run({"pid": os.getpid()})
+        s.record(run, Attempt("k1", 1, "scored", True, "a", "b", 0.1, score=3.0))
+        with s.db:  # an error line and a parse failure for it, as a batch might send
+            s.write_attempt(run, Attempt("k1", 2, "error", False, "a", "b", 0.1,
+                                         error_kind="server_error"), "pending")
+            s.write_attempt(run, Attempt("k1", 3, "parse_failure", True, "a", "b", 0.1))
+        assert s.db.execute("SELECT status, score, attempts FROM requests").fetchone() == \
+            ("scored", 3.0, 3)
+        assert [o for (o,) in s.db.execute("SELECT outcome FROM responses ORDER BY attempt")] \
+            == ["scored", "duplicate", "duplicate"]

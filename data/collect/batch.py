@@ -84,6 +84,7 @@ class BatchRunner:
         self.states: dict[int, str] = {}  # batch row -> provider status, for the display
         self.payload: dict[int, bytes] = {}  # lines built for the reserve, kept for the upload
         self.reserve: dict[int, float] = {}  # cost reserved for each batch of this run
+        self.held: dict[str, str] = {}  # carry-only LLMs whose old batches wait for a rerun
 
     async def run(self) -> None:
         await asyncio.gather(*(self._llm(n) for n in self.llms))
@@ -91,24 +92,38 @@ class BatchRunner:
     # -- rounds ---------------------------------------------------------------------------
     async def _llm(self, name: str) -> None:
         c = self.c
-        first = True
-        while not c.stop_reason and name not in c.stopped:
+        first = True  # failed requests of earlier runs go into this run's first new batches
+        while True:
             flights = self._mine(name)
-            if not flights:
-                if name in self.carry_only or not self._submit(name, first):
+            if not flights:  # batches already paid for are collected even at the cost cap
+                if c.stop_reason or name in c.stopped or name in self.held \
+                        or name in self.carry_only or not self._submit(name, first):
                     return
+                first = False
                 flights = self._mine(name)
-            first = False
             await asyncio.gather(*(self._carry(self.llms[name], f) for f in flights))
-            if name in self.to_live:
+            if name in self.to_live or name in c.stopped or name in self.held:
                 return
 
     def _mine(self, name: str) -> list[BatchRow]:
-        """This run's plan's batches of ``name`` not yet collected (another shard's are not
-        ours to carry)."""
-        return [f for f in self.ledger.in_flight(name) if self.c.store.db.execute(
-            "SELECT 1 FROM batch_items b JOIN plan p ON p.key = b.key WHERE b.batch_row = ? "
-            "LIMIT 1", (f.batch_row,)).fetchone()]
+        """The batches of ``name`` not yet collected that this run may carry: some of their
+        requests are in this run's plan, and no other live run holds them. Taking one is one
+        UPDATE (the store serialises writers), so two processes never carry the same batch
+        (e.g. after the shard split changed while batches were in flight)."""
+        db, run_id = self.c.store.db, self.c.summary.run_id
+        mine = []
+        for f in self.ledger.in_flight(name):
+            if not db.execute("SELECT 1 FROM batch_items b JOIN plan p ON p.key = b.key "
+                              "WHERE b.batch_row = ? LIMIT 1", (f.batch_row,)).fetchone():
+                continue
+            with db:
+                took = db.execute(
+                    "UPDATE batches SET run_id = ? WHERE batch_row = ? AND (run_id = ? OR "
+                    "run_id NOT IN (SELECT run_id FROM runs WHERE status = 'running'))",
+                    (run_id, f.batch_row, run_id)).rowcount
+            if took:
+                mine.append(f)
+        return mine
 
     def _submit(self, name: str, first: bool) -> bool:
         """Write the intent of this round's batches; False when nothing is left to send."""
@@ -147,14 +162,14 @@ class BatchRunner:
     # -- one batch ------------------------------------------------------------------------
     async def _carry(self, llm: _LLM, f: BatchRow) -> None:
         if f.state == "prepared":
-            fid = await self._call(llm, "upload", self._upload, llm, f)
+            fid = await self._call(llm, "upload", f, self._upload, llm, f)
             if fid is None:
                 return
             self.ledger.uploaded(f.batch_row, fid)
             f.input_file_id, f.state = fid, "uploaded"
             checkpoint("uploaded")
         if f.state == "uploaded":
-            bid = await self._call(llm, "create", self._create, llm, f)
+            bid = await self._call(llm, "create", f, self._create, llm, f)
             if bid is None:
                 return
             self.ledger.submitted(f.batch_row, bid)
@@ -162,7 +177,7 @@ class BatchRunner:
             self.c.summary.batches["submitted"] += 1
         await self._poll(llm, f)
 
-    async def _call(self, llm: _LLM, what: str, fn, *args):
+    async def _call(self, llm: _LLM, what: str, f: BatchRow, fn, *args):
         """A provider call with the runner's retries; None when it cannot succeed: before the
         batch exists (upload, create) it is released, its requests pending again, and the LLM
         goes live (auto mode, no batch API) or stops; after, the LLM stops for this run and
@@ -175,20 +190,24 @@ class BatchRunner:
                 kind, retryable, status = classify(exc)
                 msg = self.c.redact(str(exc))[:300]
                 if not retryable or i == runc.max_attempts:
-                    f = args[-1]
-                    if what == "poll" and status == 404:  # the provider forgot it: send again
-                        self._release(f, f"the provider no longer knows batch {f.batch_id}: "
-                                         f"{msg}")
+                    if what in ("poll", "download") and status == 404:
+                        # The provider forgot the batch or its results: send them again (one
+                        # try of each request, so a provider that always forgets stops).
+                        self._release(f, f"the provider no longer has batch {f.batch_id} or "
+                                         f"its results ({what}: {msg})")
                         log.warning("%s: batch %s unknown to the provider; its requests are "
                                     "pending again", llm.name, f.batch_id)
                         return None
-                    if what not in ("upload", "create"):  # the batch exists: a rerun resumes
-                        self.c.stopped[llm.name] = (
-                            f"batch {f.batch_id}: {what} failed ({kind}: {msg}); it stays in "
-                            "the store and the next run resumes it")
-                        log.error("%s: %s", llm.name, self.c.stopped[llm.name])
+                    refused = status is not None and 400 <= status < 500
+                    if what not in ("upload", "create") or what == "create" and not refused:
+                        # The batch exists, or may (a create that timed out): the next run
+                        # resumes it, or finds it by its input file.
+                        self._hold(llm, f"batch {f.batch_id or f.batch_row}: {what} failed "
+                                        f"({kind}: {msg}); it stays in the store and the next "
+                                        "run resumes it")
                         return None
-                    no_api = status in NO_BATCH_API or kind == "bad_request" and what == "upload"
+                    no_api = what == "upload" and (status in NO_BATCH_API or kind == "bad_request"
+                                                   or "support" in msg.lower())
                     self._release(f, f"{what} failed: {kind}: {msg}")
                     if no_api and llm.name in self.auto:
                         log.warning("%s: no batch API (%s: %s); collecting it live", llm.name,
@@ -196,17 +215,27 @@ class BatchRunner:
                         if llm.name not in self.to_live:
                             self.to_live.append(llm.name)
                     else:
-                        self.c.stopped[llm.name] = f"batch {what} failed: {kind}: {msg}"
-                        log.error("stopping %s: batch %s failed: %s: %s", llm.name, what,
-                                  kind, msg)
+                        self._hold(llm, f"batch {what} failed: {kind}: {msg}")
                     return None
                 await asyncio.sleep(backoff(i, runc.backoff_base_s, runc.backoff_max_s,
                                             self.c.rng))
         return None
 
     def _release(self, f: BatchRow, note: str) -> None:
+        """The batch's requests pending again, each charged one try of this run."""
+        for row in self.ledger.items(f.batch_row):
+            self.tries[row[1]] += 1
         self.ledger.release(f.batch_row, note)
         self.c.reserved -= self.reserve.pop(f.batch_row, 0.0)
+
+    def _hold(self, llm: _LLM, why: str) -> None:
+        """No more batches of this LLM this run. An LLM in batch mode stops (as a live one
+        would); one collected live now keeps its live requests going."""
+        if llm.name in self.carry_only:
+            self.held[llm.name] = why
+        else:
+            self.c.stopped[llm.name] = why
+        log.error("%s: %s", llm.name, why)
 
     def _lines(self, llm: _LLM, rows: list[tuple]) -> bytes:
         """The batch's JSONL: one chat request per (key, strategy, task, unit_id), with the
@@ -248,15 +277,16 @@ class BatchRunner:
         """The provider's batch made from this batch's input file, if one exists (newest
         first, back to the batch's own creation)."""
         after = None
-        since = epoch(f.created_at) - 60
+        since = epoch(f.created_at) - 3600  # the provider's clock may differ from ours
         for _ in range(100):
             page = await self.c.litellm.alist_batches(limit=100, after=after, **llm.kwargs)
             data = list(getattr(page, "data", []) or [])
             for b in data:
                 if b.input_file_id == f.input_file_id:
                     return b.id
+            oldest = data[-1].created_at if data else None
             if not data or not getattr(page, "has_more", False) or \
-                    (data[-1].created_at or 0) < since:
+                    oldest is not None and oldest < since:
                 return None
             after = data[-1].id
         return None
@@ -265,7 +295,7 @@ class BatchRunner:
         runc = self.c.study.run
         wait = runc.batch_poll_s
         while True:
-            b = await self._call(llm, "poll", self._retrieve, llm, f)
+            b = await self._call(llm, "poll", f, self._retrieve, llm, f)
             if b is None:
                 return
             counts = batch_counts(b)
@@ -299,7 +329,7 @@ class BatchRunner:
         """Every line of the finished batch into the store, in one transaction."""
         got = []
         for fid in (b.output_file_id, b.error_file_id):
-            lines = await self._call(llm, "download", self._content, llm, fid)
+            lines = await self._call(llm, "download", f, self._content, llm, fid)
             if lines is None:
                 return
             got += lines
@@ -335,7 +365,10 @@ class BatchRunner:
                     else "pending"
             final.append((a, status))
         checkpoint("recording")
-        self.ledger.collect(s.run_id, f.batch_row, final, note=f"{b.status}: {len(got)} lines")
+        if not self.ledger.collect(s.run_id, f.batch_row, final,
+                                   note=f"{b.status}: {len(got)} lines"):
+            log.warning("batch %d was collected by another run; nothing recorded", f.batch_row)
+            return
         self.c.reserved -= self.reserve.pop(f.batch_row, 0.0)
         for a, status in final:
             s.attempts += 1

@@ -97,19 +97,24 @@ class BatchLedger:
             "WHERE b.batch_row = ? ORDER BY r.rowid", (batch_row,)).fetchall()
 
     def collect(self, run_id: int, batch_row: int,
-                results: Iterable[tuple[Attempt, str | None]], note: str | None = None) -> None:
+                results: Iterable[tuple[Attempt, str | None]], note: str | None = None) -> bool:
         """Every line of a finished batch, in one transaction with the batch's state: each
         (attempt, status after a failure) as ``Store.write_attempt``; keys of the batch still
-        marked batched afterwards (no line came back) go back to pending."""
+        marked batched afterwards (no line came back) go back to pending. False, and nothing
+        written, when the batch was collected already."""
         stamp = now()
         with self.db:
+            done = self.db.execute(
+                "UPDATE batches SET state = 'collected', note = ?, updated_at = ? "
+                "WHERE batch_row = ? AND state != 'collected'", (note, stamp, batch_row))
+            if not done.rowcount:
+                return False
             for a, status in results:
                 self.store.write_attempt(run_id, a, status)
             self.db.execute(
                 "UPDATE requests SET status = 'pending', updated_at = ? WHERE status = 'batched' "
                 "AND key IN (SELECT key FROM batch_items WHERE batch_row = ?)", (stamp, batch_row))
-            self.db.execute("UPDATE batches SET state = 'collected', note = ?, updated_at = ? "
-                            "WHERE batch_row = ?", (note, stamp, batch_row))
+        return True
 
     def release(self, batch_row: int, note: str) -> None:
         """Give a batch's keys back (pending) without a provider batch: it was never created

@@ -34,8 +34,10 @@ def line_attempt(line: dict, key: str, n: int, rubric, started: str, latency: fl
         e = body.get("error") if isinstance(body, dict) else None
         msg = str((e or {}).get("message") or body)[:2000]
         kind = kind_of(code)
-    status = "failed" if kind == "auth" else None
-    return (Attempt(key, n, "error", kind == "auth", started, now(), latency,
+    # As live mode: a refused request (auth, bad request) settles; the rest are tried again.
+    final = kind in ("auth", "bad_request")
+    status = "failed" if final else None
+    return (Attempt(key, n, "error", final, started, now(), latency,
                     error_kind=kind, error=redact(msg)[:2000], http_status=code),
             status)
 

@@ -12,7 +12,8 @@ Each line is answered like a live request (the same scores, the same fault kinds
 code, a bad answer (no score, out of scale, two scores) a line of the output file. The batches
 numbered in ``expire_batches`` (1 = the first created) end ``expired``: the first half of their
 lines answered, the rest in the error file as ``batch_expired``; those in ``fail_batches`` end
-``failed`` as a whole, with no output. ``GET /stats`` adds ``batches_created`` and
+``failed`` as a whole, with no output; those in ``forget_batches`` answer 404 when polled (a
+provider that lost them). ``GET /stats`` adds ``batches_created`` and
 ``resubmitted_while_pending`` / ``resubmitted_after_success``: lines whose key was put into a new
 batch while an earlier batch still held it, or after one had answered it (a client that
 creates a batch twice for the same requests shows here).
@@ -213,6 +214,10 @@ def add_routes(app, cfg, answer) -> None:
     async def get_batch(request):
         bid = request.match_info["bid"]
         cfg.counts["batch_polls"] += 1
+        if bid in st.batches and st.order.index(bid) + 1 in cfg.forget_batches:
+            for ln in st.lines[bid]:  # as if it never was: its keys may be sent again
+                st.key_state[ln["custom_id"]] = (bid, "bad")
+            return missing("batch", bid)
         return web.json_response(_view(cfg, st, bid, answer)) if bid in st.batches \
             else missing("batch", bid)
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from .study import LLMConfig, Study
 
 # Providers whose batch input is OpenAI's JSONL (one chat request per line, ``custom_id``) and
-# that litellm's files and batches calls reach. Vertex AI and Bedrock have batch APIs too, with
-# their own line formats and storage buckets: not driven here, so ``auto`` keeps them live.
-BATCH_PROVIDERS = frozenset({"openai", "azure", "hosted_vllm", "litellm_proxy", "mistral",
-                             "xai"})
+# whose files, batches and batch list litellm reaches with OpenAI's protocol. Vertex AI and
+# Bedrock (own line formats, storage buckets), Mistral (litellm lists no Mistral batches, and
+# needs the model on every call) and xAI (its own batch handler) have batch APIs too: not driven
+# here, so ``auto`` keeps them live.
+BATCH_PROVIDERS = frozenset({"openai", "azure", "hosted_vllm", "litellm_proxy"})
 
 
 def provider_of(model: str) -> tuple[str, str]:

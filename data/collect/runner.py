@@ -220,6 +220,10 @@ class Collector:
     def _over_cap(self, reserve: float) -> bool:
         if self.cost_cap is None:
             return False
+        if time.monotonic() - self._spent_at > 5.0:
+            # What other processes (shards) have recorded since: re-read every few seconds.
+            self.spent0 = self.store.spent() - self.summary.cost
+            self._spent_at = time.monotonic()
         if self.spent0 + self.summary.cost + self.reserved + reserve > self.cost_cap:
             if not self.stop_reason:
                 self.stop_reason = "cost_cap"
@@ -319,6 +323,7 @@ class Collector:
         if self.on_prepared:
             self.on_prepared(todo)
         self.spent0 = self.store.spent()
+        self._spent_at = time.monotonic()
         shard = f"{self.shard[0]}/{self.shard[1]}" if self.shard else None
         options = {"study": self.study.name, "study_digest": self.study.digest,
                    "concurrency": self.concurrency, "cost_cap_usd": self.cost_cap,

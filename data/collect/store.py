@@ -266,13 +266,11 @@ class Store:
     def write_attempt(self, run_id: int, a: Attempt, status: str | None = None) -> None:
         """Insert one attempt and update its request, inside the caller's transaction.
         ``status``: the request's status after a failed attempt (default: failed when the
-        attempt settles, else unchanged). A score for a key already scored is kept as a
-        ``duplicate`` response and changes nothing."""
-        if a.outcome == "scored":
-            row = self.db.execute("SELECT status FROM requests WHERE key = ?",
-                                  (a.key,)).fetchone()
-            if row and row[0] == "scored":
-                a.outcome = "duplicate"
+        attempt settles, else unchanged). Any answer for a key already scored is kept as a
+        ``duplicate`` response and changes nothing but the attempt count."""
+        row = self.db.execute("SELECT status FROM requests WHERE key = ?", (a.key,)).fetchone()
+        if row and row[0] == "scored":  # any later answer for a scored key changes nothing
+            a.outcome = "duplicate"
         self.db.execute(
             "INSERT INTO responses (key, run_id, attempt, outcome, error_kind, error, "
             "http_status, raw_text, score, parse_status, tokens_in, tokens_out, cost, "
@@ -282,6 +280,8 @@ class Store:
              a.raw_text, a.score, a.parse_status, a.tokens_in, a.tokens_out, a.cost,
              a.latency_s, a.started_at, a.finished_at))
         if a.outcome == "duplicate":
+            self.db.execute("UPDATE requests SET attempts = MAX(attempts, ?) WHERE key = ?",
+                            (a.attempt, a.key))
             return
         if a.outcome == "scored":
             self.db.execute("UPDATE requests SET status = 'scored', score = ?, attempts = ?, "

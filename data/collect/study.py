@@ -254,9 +254,11 @@ def read_study(path: str | Path) -> Study:
     if run.concurrency < 1 or run.max_attempts < 1:
         problems.append(Problem(file=label, message="[run]: concurrency and max_attempts must "
                                 "be at least 1"))
-    if run.batch_max_requests < 1:
+    if run.batch_max_requests < 1 or run.batch_poll_s <= 0 or \
+            run.batch_poll_max_s < run.batch_poll_s:
         problems.append(Problem(file=label, message="[run]: batch_max_requests must be at "
-                                "least 1"))
+                                "least 1, batch_poll_s above 0 and batch_poll_max_s at least "
+                                "batch_poll_s"))
     mode = raw.get("mode", "live")
     if mode not in MODES:
         problems.append(Problem(file=label, message=f"'mode' must be one of {', '.join(MODES)} "

@@ -52,6 +52,7 @@ class ServerConfig:
     batch_line_fault_rate: float = 0.0
     expire_batches: tuple[int, ...] = ()  # creation numbers (1 = first) of batches that expire
     fail_batches: tuple[int, ...] = ()  # … and of those that fail as a whole
+    forget_batches: tuple[int, ...] = ()  # … and of those unknown when polled (404)
     counts: Counter = field(default_factory=Counter)
 
 
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", default="{}", help="JSON of ServerConfig fields")
     a = p.parse_args(argv)
     conf = json.loads(a.config)
-    for name in ("faults", "expire_batches", "fail_batches"):
+    for name in ("faults", "expire_batches", "fail_batches", "forget_batches"):
         if name in conf:
             conf[name] = tuple(conf[name])
     try:
