@@ -38,6 +38,7 @@ KILL_ENV = "MISALIGN_COLLECT_KILL_AT"  # test instrumentation: "point[:n]" → S
 TERMINAL = ("completed", "expired", "failed", "cancelled")
 NO_BATCH_API = (404, 405, 501)
 MAX_BYTES = 190 * 2**20  # providers take input files up to 200 MB
+KEEP_BYTES = 256 * 2**20  # input files kept in memory between the reserve and the upload
 _hits: Counter = Counter()
 
 
@@ -151,7 +152,8 @@ class BatchRunner:
             if c._over_cap(reserve):
                 break
             row = self.ledger.prepare(c.summary.run_id, name, [r[0] for r in chunk])
-            self.payload[row] = data
+            if sum(map(len, self.payload.values())) + len(data) <= KEEP_BYTES:
+                self.payload[row] = data  # else built again at upload: memory stays bounded
             self.reserve[row] = reserve
             c.reserved += reserve
             c.summary.batches["created"] += 1
