@@ -165,7 +165,7 @@ def collect(
         if store_path.exists():
             with Store(store_path, readonly=True) as s:
                 scored = s.scored_keys()
-        _print_dry_run(make_dry_run(st, un, scored, mode=mode), st)
+        _print_dry_run(make_dry_run(st, un, scored, mode=mode, shard=shard_of), st)
         return
     import logging
 

@@ -221,6 +221,10 @@ def test_dry_run_prices_each_llm_live_and_in_batch(tmp_path):
         return float(line.split()[1].lstrip("$").replace(",", ""))
 
     assert total(batch.stdout) == pytest.approx(total(live.stdout) / 2, rel=0.01)
+    half = cli("collect", str(study), "--dry-run", "--mode", "live", "--shard", "1/2",
+               env=ENV | {"COLUMNS": "250"})
+    assert half.returncode == 0, half.stderr
+    assert 0.3 < total(half.stdout) / total(live.stdout) < 0.7  # one shard of two
 
 
 def test_two_shards_at_once_equal_one_process(tmp_path):

@@ -349,8 +349,15 @@ class BatchRunner:
                 continue
             attempts[key] += 1
             seen.add(key)
-            results.append(line_attempt(line, key, attempts[key], rubrics[items[key][6]],
-                                        started, latency, price, self.c.redact))
+            rubric = rubrics.get(items[key][6])
+            if rubric is None:  # the study dropped this task while the batch was out
+                results.append((Attempt(key, attempts[key], "error", True, started, now(),
+                                        latency, error_kind="study_changed",
+                                        error=f"task {items[key][6]} is no longer in the "
+                                              "study"), "failed"))
+                continue
+            results.append(line_attempt(line, key, attempts[key], rubric, started, latency,
+                                        price, self.c.redact))
         why = batch_error(b)
         for key in items.keys() - seen:  # no line came back: the batch failed or expired
             attempts[key] += 1

@@ -71,11 +71,13 @@ class DryRun:
 
 
 def dry_run(study: Study, units: Units, scored_keys: set[str] | None = None,
-            sample_units: int = 50, mode: str | None = None) -> DryRun:
+            sample_units: int = 50, mode: str | None = None,
+            shard: tuple[int, int] | None = None) -> DryRun:
     """Counts and a cost estimate without sending anything. Prompt length is measured on up to
     ``sample_units`` units and scaled; output tokens are a typical length per strategy (and
     ``max_tokens`` for the upper bound). Each LLM is priced live and in batch; the totals use
-    the price of the mode it would be collected in (``mode``: the ``--mode`` override)."""
+    the price of the mode it would be collected in (``mode``: the ``--mode`` override); only
+    shard i of n when ``shard`` is given."""
     scored_keys = scored_keys or set()
     builder = PromptBuilder(study.rag)
     texts = list(units.frame["text"])
@@ -85,10 +87,11 @@ def dry_run(study: Study, units: Units, scored_keys: set[str] | None = None,
     sample = texts[:sample_units]
     mean_in = {(r.task, s): sum(approx_tokens(builder.messages(t, r, s)) for t in sample)
                / len(sample) for r in study.tasks for s in study.strategies}
-    total = plan_size(study, units)
-    to_send = sum(1 for row in iter_plan(study, units) if row[0] not in scored_keys) \
-        if scored_keys else total
-    share = to_send / total if total else 0.0
+    full = plan_size(study, units)
+    total = plan_size(study, units, shard)
+    to_send = sum(1 for row in iter_plan(study, units, shard) if row[0] not in scored_keys) \
+        if scored_keys or shard else total
+    share = to_send / full if full else 0.0
     per_llm, tot, tot_max = [], 0.0, 0.0
     unpriced = []
     for llm in study.llms:
