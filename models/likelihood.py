@@ -333,13 +333,14 @@ class CellLeaves:
                  np.ascontiguousarray(offset))
         comp = comp.ravel().astype(np.int64)
         comp_w = np.ascontiguousarray(comp_w, dtype=float)
-        fold = None if form == "leaves" else FoldedLeaves.build(self, cidx, eidx, comp)
+        fold = None if form == "leaves" else FoldedLeaves.build(self, cidx, eidx, comp,
+                                                                levels[3])
         if form == "folded" and fold is None:
             raise ValueError("these leaves cannot be folded (no level above them)")
         if fold is not None and (form == "folded" or fold.rows < len(self.pair_cell) + C):
-            return folded_logp(fold.pat_start, fold.pat_design, fold.pat_cnt, fold.pat_n,
-                               fold.pat_c, fold.pat_e, *fold.r1, *fold.r2, *fold.r3,
-                               fold.top_const, comp_w, *levels, *draws)
+            return folded_logp(*fold.pat, *fold.w_rows, *fold.l_rows, *fold.j_rows, *fold.r2,
+                               *fold.r3, fold.top_const, fold.star, fold.top_at, fold.lidx_at,
+                               comp_w, *levels, *draws)
         return leaves_logp(
             self.cell_n, self.cell_sum, self.cell_sq,
             np.searchsorted(self.pair_cell, np.arange(C + 1)).astype(np.int64),

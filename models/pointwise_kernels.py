@@ -109,21 +109,21 @@ def climb(acc, m, s, first, node_at, level_idx, level_start, level_top, node_lid
 
 
 @kernel(parallel=True)
-def folded_logp(pat_start, pat_design, pat_cnt, pat_n, pat_c, pat_e,
-                r1_top, r1_pat, r1_comp, r1_n, r1_a, r1_q, r1_w,
-                r2_top, r2_design, r2_e, r2_y,
-                r3_par, r3_pat, r3_comp, r3_c, r3_t,
-                top_const, comp_w, level_idx, level_start, level_top, node_lidx, n_top,
+def folded_logp(pat_start, pat_design, pat_cnt, pat_n, pat_level, pat_col, pat_e, pat_kids,
+                pat_child, w_top, w_pat, w_n, w_a, w_q, w_w, l_top, l_pat, l_level, l_n, l_a,
+                l_q, j_top, j_pat, j_comp, j_n, j_a, j_q, r2_top, r2_design, r2_e, r2_y,
+                r3_par, r3_pat, r3_comp, r3_c, r3_t, top_const, star, top_at, lidx_at,
+                comp_w, level_idx, level_start, level_top, node_lidx, n_top,
                 f, s2cell, s2e, s2lev, offset):
-    """``leaves_logp`` with the leaves folded into patterns (pointwise_fold.py): per draw,
-    each pattern's design total g and Σ n f² once, then (top, pattern, composition) rows for
-    the leaves' own terms, (top, design) rows for Σ y f, (parent, pattern, composition) rows
-    for the first integration; the levels above as ``climb``. ``top_const``: every top's
-    data-only constants."""
+    """``leaves_logp`` from the folded tables (pointwise_fold.py): per draw, each pattern's
+    design total g, its Σ n f² (leaves) and precision π (levels up to ℓ* = ``star``, in
+    order); the leaves' own terms (w rows), every folded integration (l rows: the child side
+    below ℓ*, the parent side above the leaves), the ℓ* nodes' own terms with their offsets
+    (j rows), Σ y f (r2 rows), their integration into the first unfolded level (r3 rows);
+    the levels above as ``climb``."""
     n_draws = f.shape[0]
-    K = len(pat_n)
+    P = len(pat_n)
     E = offset.shape[1]
-    C = level_start[1] - level_start[0]
     n_par = 0
     for i in range(len(r3_par)):
         if r3_par[i] + 1 > n_par:
@@ -137,11 +137,12 @@ def folded_logp(pat_start, pat_design, pat_cnt, pat_n, pat_c, pat_e,
         for j in range(comp_w.shape[0]):
             for e in range(E):
                 ocomp[j] += comp_w[j, e] * offset[d, e]
-        g = np.empty(K)
-        ff = np.empty(K)
-        lam = np.empty(K)
-        se = np.empty(K)
-        for k in range(K):
+        g = np.empty(P)
+        ff = np.empty(P)
+        pi = np.empty(P)
+        lam = np.empty(P)  # Λ = kids × the children's π (levels above the leaves)
+        se = np.empty(P)
+        for k in range(P):
             gk = fk = 0.0
             for q in range(pat_start[k], pat_start[k + 1]):
                 fv = f[d, pat_design[q]]
@@ -149,20 +150,37 @@ def folded_logp(pat_start, pat_design, pat_cnt, pat_n, pat_c, pat_e,
                 fk += pat_cnt[q] * fv * fv
             g[k] = gk
             ff[k] = fk
-            se[k] = s2e[d, pat_e[k]]
-            lam[k] = 1.0 / (s2cell[d, pat_c[k]] + se[k] / pat_n[k])
-        for r in range(len(r1_top)):
-            k = r1_pat[r]
+            if pat_level[k] == 0:
+                se[k] = s2e[d, pat_e[k]]
+                pi[k] = 1.0 / (s2cell[d, pat_col[k]] + se[k] / pat_n[k])
+                lam[k] = 0.0
+            else:
+                se[k] = 0.0
+                lam[k] = pat_kids[k] * pi[pat_child[k]]
+                pi[k] = 1.0 / (s2lev[d, pat_col[k]] + 1.0 / lam[k])
+        for r in range(len(w_top)):
+            k = w_pat[r]
             n = pat_n[k]
-            N = r1_n[r]
-            A = r1_a[r]
-            Q = r1_q[r]
-            G = g[k] + n * ocomp[r1_comp[r]]
-            resid_sq = Q - 2.0 * g[k] * A + N * g[k] * g[k]
-            acc[r1_top[r]] += (-0.5 * N * (n - 1.0) * math.log(se[k])
-                               - (r1_w[r] + N * ff[k] - resid_sq / n) / (2.0 * se[k])
-                               + 0.5 * N * math.log(lam[k])
-                               - 0.5 * lam[k] * (Q - 2.0 * G * A + N * G * G) / (n * n))
+            N = w_n[r]
+            resid_sq = w_q[r] - 2.0 * g[k] * w_a[r] + N * g[k] * g[k]
+            acc[w_top[r]] += (-0.5 * N * (n - 1.0) * math.log(se[k])
+                              - (w_w[r] + N * ff[k] - resid_sq / n) / (2.0 * se[k]))
+        for r in range(len(l_top)):
+            k = l_pat[r]
+            n = pat_n[k]
+            N = l_n[r]
+            msq = (l_q[r] - 2.0 * g[k] * l_a[r] + N * g[k] * g[k]) / (n * n)
+            if l_level[r] < star:
+                acc[l_top[r]] += 0.5 * N * math.log(pi[k]) - 0.5 * pi[k] * msq
+            if l_level[r] > 0:
+                acc[l_top[r]] += -0.5 * N * math.log(lam[k]) + 0.5 * lam[k] * msq
+        for r in range(len(j_top)):
+            k = j_pat[r]
+            n = pat_n[k]
+            N = j_n[r]
+            G = g[k] + n * ocomp[j_comp[r]]
+            acc[j_top[r]] += (0.5 * N * math.log(pi[k])
+                              - 0.5 * pi[k] * (j_q[r] - 2.0 * G * j_a[r] + N * G * G) / (n * n))
         for r in range(len(r2_top)):
             acc[r2_top[r]] += f[d, r2_design[r]] * r2_y[r] / s2e[d, r2_e[r]]
         lam_sum = np.zeros(n_par)
@@ -172,14 +190,15 @@ def folded_logp(pat_start, pat_design, pat_cnt, pat_n, pat_c, pat_e,
             n = pat_n[k]
             p = r3_par[r]
             G = g[k] + n * ocomp[r3_comp[r]]
-            lam_sum[p] += r3_c[r] * lam[k]
-            bsum[p] += lam[k] * (r3_t[r] - r3_c[r] * G) / n
+            lam_sum[p] += r3_c[r] * pi[k]
+            bsum[p] += pi[k] * (r3_t[r] - r3_c[r] * G) / n
         m = np.empty(n_par)
         s = np.empty(n_par)
         for p in range(n_par):
-            acc[level_top[C + p]] += (-0.5 * math.log(lam_sum[p])
-                                      + 0.5 * bsum[p] * bsum[p] / lam_sum[p])
+            acc[level_top[top_at + p]] += (-0.5 * math.log(lam_sum[p])
+                                           + 0.5 * bsum[p] * bsum[p] / lam_sum[p])
             m[p] = bsum[p] / lam_sum[p]
-            s[p] = s2lev[d, node_lidx[p]] + 1.0 / lam_sum[p]
-        climb(acc, m, s, 1, n_par, level_idx, level_start, level_top, node_lidx, s2lev[d])
+            s[p] = s2lev[d, node_lidx[lidx_at + p]] + 1.0 / lam_sum[p]
+        climb(acc, m, s, star + 1, lidx_at + n_par, level_idx, level_start, level_top,
+              node_lidx, s2lev[d])
     return out
