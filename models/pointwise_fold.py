@@ -131,7 +131,13 @@ class FoldedLeaves:
             pat[8][sl] = node_pat[lev - 1][one_child[first]]
             lid_at += sizes[lev]
 
-        def sums(keys: np.ndarray, parts: int, s: np.ndarray, extra=()) -> tuple:
+        def node_top(lev: int) -> np.ndarray:
+            """The top node of every node of folded level ``lev``."""
+            out = np.zeros(sizes[lev], dtype=np.int64)
+            out[anc[lev]] = top
+            return out
+
+        def sums(keys: np.ndarray, s: np.ndarray, extra=()) -> tuple:
             u, inv = np.unique(keys, return_inverse=True)
             out = [np.bincount(inv).astype(float), np.bincount(inv, weights=s),
                    np.bincount(inv, weights=s * s), *(np.bincount(inv, weights=x)
@@ -139,32 +145,25 @@ class FoldedLeaves:
             return u, out
 
         S0 = leaves.cell_sum
-        u, (N, A, Q, W) = sums(top * P + node_pat[0], P, S0, (leaves.cell_sq,))
+        u, (N, A, Q, W) = sums(top * P + node_pat[0], S0, (leaves.cell_sq,))
         w_rows = (u // P, u % P, N, A, Q, W)
         l_parts = []
         for lev in range(star + 1):
-            a = anc[lev]
-            t_node = np.zeros(sizes[lev], dtype=np.int64)
-            t_node[a] = top
-            S = np.bincount(a, weights=S0, minlength=sizes[lev])
-            u, (N, A, Q) = sums(t_node * P + node_pat[lev], P, S)
+            S = np.bincount(anc[lev], weights=S0, minlength=sizes[lev])
+            u, (N, A, Q) = sums(node_top(lev) * P + node_pat[lev], S)
             l_parts.append((u // P, u % P, np.full(len(u), lev), N, A, Q))
         l_rows = tuple(np.concatenate([p[i] for p in l_parts]) for i in range(6))
-        a = anc[star]
-        n_star = sizes[star]
-        t_node = np.zeros(n_star, dtype=np.int64)
-        t_node[a] = top
-        c_node = np.zeros(n_star, dtype=np.int64)
-        c_node[a] = comp
-        S = np.bincount(a, weights=S0, minlength=n_star)
+        c_node = np.zeros(sizes[star], dtype=np.int64)
+        c_node[anc[star]] = comp
+        S = np.bincount(anc[star], weights=S0, minlength=sizes[star])
         k_star = node_pat[star]
-        u, (N, A, Q) = sums((t_node * P + k_star) * J + c_node, P, S)
+        u, (N, A, Q) = sums((node_top(star) * P + k_star) * J + c_node, S)
         j_rows = (u // J // P, u // J % P, u % J, N, A, Q)
         key2 = (top[pc] * D + leaves.pair_design) * E + eidx[pc]
         u2, i2 = np.unique(key2, return_inverse=True)
         r2 = (u2 // E // D, u2 // E % D, u2 % E, np.bincount(i2, weights=leaves.pair_sum))
         parent = ups[star]
-        u, (Cn, T, _) = sums((parent * P + k_star) * J + c_node, P, S)
+        u, (Cn, T, _) = sums((parent * P + k_star) * J + c_node, S)
         r3 = (u // J // P, u // J % P, u % J, Cn, T)
         n_top = leaves.n_top
         n_leaf = leaves.cell_n
@@ -174,24 +173,13 @@ class FoldedLeaves:
             up = ups[lev - 1]
             kids = np.bincount(up, minlength=sizes[lev]).astype(float)
             t_par = np.zeros(sizes[lev], dtype=np.int64)
-            t_par[up] = anc_top(anc, ups, top, lev - 1, sizes)
+            t_par[up] = node_top(lev - 1)
             top_const += np.bincount(t_par, weights=-0.5 * (kids - 1.0) * LOG_2PI,
                                      minlength=n_top)
         return cls(star=star, pat=tuple(pat), w_rows=_ints(w_rows, 2), l_rows=_ints(l_rows, 3),
                    j_rows=_ints(j_rows, 3), r2=_ints(r2, 3), r3=_ints(r3, 3),
                    top_const=top_const, top_at=int(sum(sizes[:star + 1])),
                    lidx_at=int(sum(sizes[1:star + 1])))
-
-
-def anc_top(anc: list, ups: list, top: np.ndarray, lev: int, sizes: list) -> np.ndarray:
-    """The top node of every node of level ``lev``."""
-    out = np.zeros(sizes[lev], dtype=np.int64)
-    if lev < len(anc):
-        out[anc[lev]] = top
-        return out
-    below = anc_top(anc, ups, top, lev - 1, sizes)
-    out[ups[lev - 1]] = below
-    return out
 
 
 def _classes(table: np.ndarray) -> np.ndarray:

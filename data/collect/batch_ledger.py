@@ -84,10 +84,6 @@ class BatchLedger:
             args = (*IN_FLIGHT, llm)
         return [_row(r) for r in self.db.execute(sql + " ORDER BY batch_row", args)]
 
-    def all(self) -> list[BatchRow]:
-        return [_row(r) for r in self.db.execute(
-            f"SELECT {_COLUMNS} FROM batches ORDER BY batch_row")]
-
     def items(self, batch_row: int) -> list[tuple]:
         """The batch's requests as the runner's rows (rowid, key, rater, model, family,
         strategy, task, unit_id, replicate, attempts)."""
